@@ -1,0 +1,83 @@
+"""Input checks shared by the public API (DESIGN.md §8).
+
+Every check raises a ``TypeError`` (wrong type or dtype) or a ``ValueError`` (wrong shape or
+value) whose message names the offending argument, so that a user sees at once which input is
+wrong. No check casts silently: a float64 array is never turned into float32 behind the user's back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+ENGINES = ("auto", "numpy", "cpu")
+
+
+def as_float_array(name: str, value, *, dtype: np.dtype | None = None) -> np.ndarray:
+    """Return ``value`` as a C-contiguous float32/float64 ndarray, or raise.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    value : array_like
+        The input.
+    dtype : numpy.dtype, optional
+        When given, the array must already have this dtype (mixed dtypes are refused).
+    """
+    if not isinstance(value, np.ndarray):
+        if isinstance(value, (str, bytes)) or value is None:
+            raise TypeError(f"{name} must be a float32 or float64 array, got {type(value).__name__}")
+        value = np.asarray(value)
+        if value.dtype.kind in "iub":
+            value = value.astype(np.float64 if dtype is None else dtype)
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {value.dtype}")
+    if dtype is not None and value.dtype != np.dtype(dtype):
+        raise TypeError(
+            f"{name} has dtype {value.dtype} but the dictionary is {np.dtype(dtype)}; "
+            f"cast it explicitly (no silent conversion between float32 and float64)"
+        )
+    return np.ascontiguousarray(value)
+
+
+def check_finite(name: str, array: np.ndarray) -> None:
+    """Raise ``ValueError`` if ``array`` holds NaN or infinity."""
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_engine(engine: str, available: tuple[str, ...] = ENGINES) -> str:
+    """Resolve ``engine`` to a concrete engine name (``"auto"`` picks the compiled CPU engine).
+
+    Raises
+    ------
+    ValueError
+        If ``engine`` is not one of ``available``. Engines never fall back silently.
+    """
+    if not isinstance(engine, str) or engine not in available:
+        raise ValueError(f"engine must be one of {available}, got {engine!r}")
+    return "cpu" if engine == "auto" else engine
+
+
+def check_positive_int(name: str, value, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int ``>= minimum`` or raise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def window_shape(name: str, value, ndim: int) -> tuple[int, ...]:
+    """Normalise a window/filter size (int or per-axis tuple) to a tuple of ``ndim`` ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        sizes = (int(value),) * ndim
+    else:
+        try:
+            sizes = tuple(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int or a tuple of {ndim} ints") from None
+        if len(sizes) != ndim:
+            raise ValueError(f"{name} must have {ndim} entries (one per spatial axis), got {sizes}")
+    return tuple(check_positive_int(name, s) for s in sizes)

@@ -1,0 +1,1 @@
+"""The ML-CSC model: dictionaries, measures, constructions and the planted-instance sampler."""

@@ -1,0 +1,306 @@
+"""Periodic, stride-1 convolutional dictionaries (THEORY.md §1)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import scipy.fft
+
+from .._validate import as_float_array, check_engine, check_finite, window_shape
+from ..kernels import cpu, reference
+
+#: Densities (non-zeros / coefficients) at or below which ``method="auto"`` synthesises through
+#: the sparse-aware kernel. Chosen from the asv ``SynthesizeDensity`` benchmark on 2 cores.
+SPARSE_DENSITY = 0.1
+
+
+class ConvDictionary:
+    r"""A convolutional dictionary :math:`D` built from a filter array, periodic boundary, stride 1.
+
+    Parameters
+    ----------
+    filters : array_like, shape ``(m, c, n)`` or ``(m, c, n1, n2)``, float32 or float64
+        ``filters[f, ch]`` is channel ``ch`` of atom ``f``; ``m`` atoms over ``c`` input channels.
+
+    Notes
+    -----
+    Synthesis (:math:`\Gamma_{i-1} = D_i \Gamma_i`) and analysis (the adjoint) follow
+    THEORY.md §1 (Papyan, Romano, Elad, JMLR 2017):
+
+    .. math::
+
+        (D\Gamma)[c, x] = \sum_f \sum_\tau A[f, c, \tau]\,\Gamma[f, (x-\tau) \bmod N], \qquad
+        (D^T V)[f, p] = \sum_c \sum_\tau A[f, c, \tau]\, V[c, (p+\tau) \bmod N].
+
+    Codes have shape ``(..., m, *S)`` and signals ``(..., c, *S)``; leading axes are a batch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlverify import ConvDictionary
+    >>> D = ConvDictionary(np.ones((1, 1, 3)) / np.sqrt(3))
+    >>> codes = np.zeros((1, 8)); codes[0, 2] = 1.0
+    >>> np.round(D.synthesize(codes) * np.sqrt(3), 6)
+    array([[0., 0., 1., 1., 1., 0., 0., 0.]])
+    """
+
+    def __init__(self, filters) -> None:
+        array = as_float_array("filters", filters)
+        if array.ndim not in (3, 4):
+            raise ValueError(
+                "filters must have shape (m, c, n) or (m, c, n1, n2), "
+                f"got {array.ndim} dimensions {array.shape}"
+            )
+        if 0 in array.shape:
+            raise ValueError(f"filters must not have an empty axis, got shape {array.shape}")
+        check_finite("filters", array)
+        array = array.copy()
+        array.setflags(write=False)
+        self._filters = array
+        self._f4 = array.reshape(array.shape[:2] + (1,) * (4 - array.ndim) + array.shape[2:])
+
+    # ------------------------------------------------------------------ description
+    @property
+    def filters(self) -> np.ndarray:
+        """The (read-only) filter array, ``(m, c, n)`` or ``(m, c, n1, n2)``."""
+        return self._filters
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of atoms ``m`` (channels of the codes)."""
+        return self._filters.shape[0]
+
+    @property
+    def n_channels(self) -> int:
+        """Number of input channels ``c`` (channels of the signal)."""
+        return self._filters.shape[1]
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        """Filter length per spatial axis, ``(n,)`` or ``(n1, n2)``."""
+        return self._filters.shape[2:]
+
+    @property
+    def spatial_ndim(self) -> int:
+        """1 for 1-D signals, 2 for images."""
+        return self._filters.ndim - 2
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float32 or float64."""
+        return self._filters.dtype
+
+    def __repr__(self) -> str:
+        size = "x".join(map(str, self.kernel_size))
+        return (
+            f"ConvDictionary(m={self.n_atoms}, c={self.n_channels}, n={size}, "
+            f"dtype={self.dtype.name})"
+        )
+
+    def atom_norms(self) -> np.ndarray:
+        """ℓ2 norm of every atom over channels and taps, shape ``(m,)``."""
+        return np.sqrt(np.sum(self._f4.astype(np.float64) ** 2, axis=(1, 2, 3)))
+
+    def normalized(self) -> ConvDictionary:
+        """The dictionary with unit ℓ2-norm atoms (THEORY.md §1: required by every theorem)."""
+        norms = self.atom_norms()
+        if np.any(norms == 0):
+            raise ValueError(f"cannot normalise: atoms {np.flatnonzero(norms == 0)} are all zero")
+        scale = (1.0 / norms).astype(self.dtype)
+        return ConvDictionary(self._filters * scale.reshape((-1,) + (1,) * (self._filters.ndim - 1)))
+
+    # ------------------------------------------------------------------ array plumbing
+    def _canonical(self, name: str, array, n_lead: int):
+        """Check an array of shape ``(..., n_lead, *S)`` and view it as ``(B, n_lead, H, W)``."""
+        array = as_float_array(name, array, dtype=self.dtype)
+        d = self.spatial_ndim
+        if array.ndim < d + 1:
+            raise ValueError(
+                f"{name} must have shape (..., {n_lead}, {', '.join('N' * d)}), got {array.shape}"
+            )
+        if array.shape[-d - 1] != n_lead:
+            raise ValueError(
+                f"{name} has {array.shape[-d - 1]} channels on axis {-d - 1}, the dictionary "
+                f"needs {n_lead} (shape {array.shape})"
+            )
+        spatial = array.shape[-d:]
+        self._check_spatial(name, spatial)
+        check_finite(name, array)
+        batch = array.shape[: -d - 1]
+        canonical = array.reshape((-1, n_lead) + (1,) * (2 - d) + spatial)
+        return batch, spatial, canonical
+
+    def _check_spatial(self, name: str, spatial: tuple[int, ...]) -> None:
+        if any(s < n for s, n in zip(spatial, self.kernel_size, strict=True)):
+            raise ValueError(
+                f"{name}: the filters {self.kernel_size} are larger than the signal {spatial}; "
+                "periodic convolution needs every spatial size >= the filter length"
+            )
+
+    @staticmethod
+    def _block(tasks: int, width: int) -> int:
+        """Width of the x-blocks so that there are enough parallel tasks for all threads."""
+        wanted = 4 * numba.get_num_threads()
+        if tasks >= wanted:
+            return width
+        return max(64, -(-width // -(-wanted // tasks)))
+
+    # ------------------------------------------------------------------ operators
+    def synthesize(self, codes, *, engine: str = "auto", method: str = "auto") -> np.ndarray:
+        """Synthesis :math:`D\\Gamma`: codes ``(..., m, *S)`` to a signal ``(..., c, *S)``.
+
+        Parameters
+        ----------
+        codes : ndarray
+            Coefficients, same dtype as the filters.
+        engine : {"auto", "numpy", "cpu"}
+            ``"numpy"`` runs the plain NumPy oracle; ``"cpu"`` (and ``"auto"``) the Numba kernels.
+        method : {"auto", "dense", "sparse"}
+            CPU kernel: ``"sparse"`` touches only the non-zeros of ``codes``; ``"auto"`` uses it
+            when the density is at most :data:`SPARSE_DENSITY`. All give the same result.
+        """
+        engine = check_engine(engine)
+        if method not in ("auto", "dense", "sparse"):
+            raise ValueError(f"method must be 'auto', 'dense' or 'sparse', got {method!r}")
+        batch, spatial, codes4 = self._canonical("codes", codes, self.n_atoms)
+        if engine == "numpy":
+            out = reference.synthesize(codes4, self._f4)
+        else:
+            out = np.empty((codes4.shape[0], self.n_channels) + codes4.shape[2:], self.dtype)
+            counts = None
+            if method != "dense":
+                counts = cpu.row_nonzeros(codes4)
+                if method == "auto" and counts.sum() > SPARSE_DENSITY * codes4.size:
+                    counts = None
+            if counts is None:
+                tasks = out.shape[0] * out.shape[1] * out.shape[2]
+                cpu.synthesize_dense(codes4, self._f4, out, self._block(tasks, out.shape[3]))
+            else:
+                cpu.synthesize_sparse(codes4, self._f4, counts, out)
+        return out.reshape(batch + (self.n_channels,) + spatial)
+
+    def analyze(self, signal, *, engine: str = "auto") -> np.ndarray:
+        """Analysis (adjoint) :math:`D^T V`: a signal ``(..., c, *S)`` to codes ``(..., m, *S)``.
+
+        Parameters
+        ----------
+        signal : ndarray
+            Same dtype as the filters.
+        engine : {"auto", "numpy", "cpu"}
+            ``"numpy"`` runs the plain NumPy oracle; ``"cpu"`` (and ``"auto"``) the Numba kernel.
+        """
+        engine = check_engine(engine)
+        batch, spatial, signal4 = self._canonical("signal", signal, self.n_channels)
+        if engine == "numpy":
+            out = reference.analyze(signal4, self._f4)
+        else:
+            out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
+            tasks = out.shape[0] * out.shape[1] * out.shape[2]
+            cpu.analyze_dense(signal4, self._f4, out, self._block(tasks, out.shape[3]))
+        return out.reshape(batch + (self.n_atoms,) + spatial)
+
+    def _spatial_shape(self, spatial_shape) -> tuple[int, ...]:
+        spatial = window_shape("spatial_shape", spatial_shape, self.spatial_ndim)
+        self._check_spatial("spatial_shape", spatial)
+        return spatial
+
+    def to_dense(self, spatial_shape) -> np.ndarray:
+        """The global matrix, shape ``(c·∏S, m·∏S)``, with C-order rows and columns.
+
+        ``to_dense(S) @ codes.ravel() == synthesize(codes).ravel()`` for codes ``(m, *S)``.
+        Meant for small sizes (tests, brute force): it allocates the full matrix.
+        """
+        spatial = self._spatial_shape(spatial_shape)
+        height, width = (1, *spatial) if self.spatial_ndim == 1 else spatial
+        return reference.dense_operator(self._f4, height, width)
+
+    def spectral_norm(self, spatial_shape) -> float:
+        r"""Exact :math:`\|D\|_2` on signals of shape ``spatial_shape``, from the DFT.
+
+        The periodic operator is block-diagonalised by the DFT: at frequency :math:`k` it acts as
+        the :math:`c \times m` matrix :math:`\hat A(k)` of filter responses, so
+        :math:`\|D\|_2 = \max_k \sigma_{\max}(\hat A(k))` (no power iteration).
+        """
+        spatial = self._spatial_shape(spatial_shape)
+        axes = tuple(range(2, 2 + self.spatial_ndim))
+        response = scipy.fft.fftn(self._filters.astype(np.float64), s=spatial, axes=axes)
+        per_freq = np.moveaxis(response.reshape(self.n_atoms, self.n_channels, -1), -1, 0)
+        if self.n_channels <= self.n_atoms:
+            gram = per_freq @ np.conj(np.swapaxes(per_freq, 1, 2))
+        else:
+            gram = np.conj(np.swapaxes(per_freq, 1, 2)) @ per_freq
+        return float(np.sqrt(max(np.linalg.eigvalsh(gram)[:, -1].max(), 0.0)))
+
+    def coherence(self, spatial_shape=None) -> float:
+        r"""Mutual coherence :math:`\mu(D)` of the normalised atoms, local formula (THEORY.md §2).
+
+        .. math::
+
+            \mu(D) = \max_{(f, g, s) \ne (f, f, 0),\ |s| \le n-1}
+                \Big|\sum_{c,\tau} \hat A[f,c,\tau]\, \hat A[g,c,\tau-s]\Big|
+
+        It equals the largest off-diagonal entry of the global normalised Gram matrix only when
+        every spatial size ``N >= 2n - 1``; when ``spatial_shape`` is given, smaller sizes are
+        refused with a ``ValueError``.
+        """
+        if spatial_shape is not None:
+            spatial = self._spatial_shape(spatial_shape)
+            small = [
+                (s, n) for s, n in zip(spatial, self.kernel_size, strict=True) if s < 2 * n - 1
+            ]
+            if small:
+                raise ValueError(
+                    f"spatial_shape {spatial}: the local coherence formula needs N >= 2n - 1 on "
+                    f"every axis (got N, n = {small}); wrap-around adds overlaps below that, "
+                    "use the global Gram of to_dense() instead"
+                )
+        gram = self.local_gram()
+        d = self.spatial_ndim
+        gram[(*np.diag_indices(self.n_atoms), *((0,) * d))] = 0.0
+        return float(np.abs(gram).max())
+
+    def local_gram(self) -> np.ndarray:
+        r"""Correlations of the normalised atoms at every shift, shape ``(m, m, 2n1-1[, 2n2-1])``.
+
+        ``G[f, g, s] = Σ_{c,τ} Â[f,c,τ] Â[g,c,τ−s]`` with the shift ``s`` stored modulo
+        ``2n - 1`` (so ``G[f, g, 0]`` is the zero shift). Computed in float64.
+        """
+        atoms = self.normalized().filters.astype(np.float64)
+        d = self.spatial_ndim
+        size = tuple(2 * n - 1 for n in self.kernel_size)
+        axes = tuple(range(2, 2 + d))
+        spectra = scipy.fft.rfftn(atoms, s=size, axes=axes)
+        cross = np.einsum("fc...,gc...->fg...", spectra, np.conj(spectra))
+        return scipy.fft.irfftn(cross, s=size, axes=tuple(range(2, 2 + d)))
+
+    def compose(self, other: ConvDictionary) -> ConvDictionary:
+        r"""Filters of the effective dictionary ``self · other`` (THEORY.md §1).
+
+        With ``self`` = :math:`D_1` (filters ``(m_1, c, n_1)``) and ``other`` = :math:`D_2`
+        (filters ``(m_2, m_1, n_2)``), :math:`D_1 D_2` is the periodic dictionary with filters
+        :math:`E[g, c, \tau] = \sum_f \sum_{\tau_1+\tau_2=\tau} A_1[f,c,\tau_1] A_2[g,f,\tau_2]`
+        of length :math:`n_1 + n_2 - 1` (a full convolution). Its atoms are not unit-norm.
+        """
+        if not isinstance(other, ConvDictionary):
+            raise TypeError(f"other must be a ConvDictionary, got {type(other).__name__}")
+        if other.spatial_ndim != self.spatial_ndim:
+            raise ValueError(
+                f"other is {other.spatial_ndim}-D but this dictionary is {self.spatial_ndim}-D"
+            )
+        if other.n_channels != self.n_atoms:
+            raise ValueError(
+                f"other has {other.n_channels} input channels, this dictionary has "
+                f"{self.n_atoms} atoms: channels must match to compose"
+            )
+        if other.dtype != self.dtype:
+            raise TypeError(f"other has dtype {other.dtype}, this dictionary {self.dtype}")
+        a1, a2 = self._f4, other._f4
+        n1y, n1x = a1.shape[2:]
+        n2y, n2x = a2.shape[2:]
+        out = np.zeros((a2.shape[0], a1.shape[1], n1y + n2y - 1, n1x + n2x - 1), self.dtype)
+        for ty in range(n2y):
+            for tx in range(n2x):
+                out[:, :, ty : ty + n1y, tx : tx + n1x] += np.einsum(
+                    "gf,fcyx->gcyx", a2[:, :, ty, tx], a1
+                )
+        return ConvDictionary(out.reshape(out.shape[:2] + out.shape[4 - self.spatial_ndim :]))
