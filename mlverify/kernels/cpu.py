@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._scalar import shrink
+
 
 @njit(parallel=True, cache=True)
 def synthesize_dense(codes, filters, out, block):  # pragma: no cover - compiled
@@ -156,3 +158,19 @@ def synthesize_sparse(codes, filters, counts, out):  # pragma: no cover - compil
                         dst[x0 + tx] += v * taps[tx]
                     for tx in range(split, n2):
                         dst[x0 + tx - width] += v * taps[tx]
+
+
+@njit(parallel=True, cache=True)
+def threshold(values, beta, kind, out):  # pragma: no cover - compiled
+    """``out[b, f] = T_{beta[f]}(values[b, f])`` for ``values (B, m, H, W)``, ``beta (m,)``.
+
+    ``kind`` is one of :data:`mlverify.kernels._scalar.KINDS`; ``out`` may be ``values``.
+    """
+    batch, atoms, height, width = values.shape
+    for task in prange(batch * atoms * height):
+        y = task % height
+        f = (task // height) % atoms
+        b = task // (height * atoms)
+        t = beta[f]
+        for x in range(width):
+            out[b, f, y, x] = shrink(values[b, f, y, x], t, kind)

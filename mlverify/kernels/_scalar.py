@@ -1,0 +1,47 @@
+"""Scalar math shared by the CPU and CUDA kernels (``register_jitable``: callable from both).
+
+- hard threshold :math:`H_\\beta(v) = v\\,1[|v| > \\beta]`
+- soft threshold :math:`S_\\beta(v) = \\mathrm{sign}(v)\\max(|v| - \\beta, 0)`
+- non-negative soft threshold :math:`S^+_\\beta(v) = \\max(v - \\beta, 0) = \\mathrm{ReLU}(v - \\beta)`
+
+``KIND_*`` are the integer codes the kernels take for the threshold kind.
+"""
+
+from numba.extending import register_jitable
+
+KIND_HARD = 0
+KIND_SOFT = 1
+KIND_RELU = 2
+KINDS = {"hard": KIND_HARD, "soft": KIND_SOFT, "relu": KIND_RELU}
+
+
+@register_jitable
+def hard(v, beta):
+    """:math:`H_\\beta(v)`."""
+    return v if abs(v) > beta else v * 0.0
+
+
+@register_jitable
+def soft(v, beta):
+    """:math:`S_\\beta(v)`."""
+    if v > beta:
+        return v - beta
+    if v < -beta:
+        return v + beta
+    return v * 0.0
+
+
+@register_jitable
+def relu(v, beta):
+    """:math:`S^+_\\beta(v)`."""
+    return v - beta if v > beta else v * 0.0
+
+
+@register_jitable
+def shrink(v, beta, kind):
+    """Dispatch on ``kind`` (one of the ``KIND_*`` codes)."""
+    if kind == KIND_HARD:
+        return hard(v, beta)
+    if kind == KIND_SOFT:
+        return soft(v, beta)
+    return relu(v, beta)
