@@ -18,7 +18,7 @@ KINDS = {"hard": KIND_HARD, "soft": KIND_SOFT, "relu": KIND_RELU}
 @register_jitable
 def hard(v, beta):
     """:math:`H_\\beta(v)`."""
-    return v if abs(v) > beta else v * 0.0
+    return v if abs(v) > beta else abs(v) * 0.0
 
 
 @register_jitable
@@ -28,13 +28,13 @@ def soft(v, beta):
         return v - beta
     if v < -beta:
         return v + beta
-    return v * 0.0
+    return abs(v) * 0.0
 
 
 @register_jitable
 def relu(v, beta):
     """:math:`S^+_\\beta(v)`."""
-    return v - beta if v > beta else v * 0.0
+    return v - beta if v > beta else abs(v) * 0.0
 
 
 @register_jitable
