@@ -181,27 +181,44 @@ class DualityGap:
             s = np.clip(np.where(norm2 > 0, inner / norm2, 0.0), 0.0, s_max)
         return np.where(norm2 > 0, s * inner - 0.5 * s * s * norm2, 0.0)
 
-    def evaluate(self, codes) -> tuple[float, float, float]:
-        """``(primal, dual, rel_gap)`` of ``codes``; see :func:`relative_duality_gap`."""
+    def certificates(self, codes) -> dict[str, float]:
+        """Primal, dual, relative gap and KKT residual of ``codes`` from one analysis.
+
+        Returns a dict with keys ``"primal"``, ``"dual"``, ``"rel_gap"`` and ``"kkt"`` (see
+        :func:`relative_duality_gap` and :func:`kkt_residual`).
+        """
         codes64 = self._codes64(codes)
         r = self._residual(codes64)
+        g = self._d64.analyze(r, engine=self.engine)
         flat_codes = self._flat(codes64)
         rflat = self._flat(r)
-        if self.nonneg and (flat_codes < 0).any():
+        infeasible = self.nonneg and bool((flat_codes < 0).any())
+        if infeasible:
             primal = math.inf
         else:
             primal = 0.5 * float(np.einsum("bi,bi->", rflat, rflat)) + self.lam * float(
                 np.abs(flat_codes).sum()
             )
-        dtr = self._flat(self._d64.analyze(r, engine=self.engine))
-        dual_r = self._ray_dual(rflat, dtr)
+        dual_r = self._ray_dual(rflat, self._flat(g))
         dual_y = self._ray_dual(self._yflat, self._dty)
         dual = float(np.maximum(np.maximum(dual_r, dual_y), 0.0).sum())
         if dual > 0:
             rel_gap = max(primal - dual, 0.0) / dual
         else:
             rel_gap = 0.0 if primal == 0 else math.inf
-        return primal, dual, rel_gap
+        kkt = math.inf if infeasible else self._kkt(codes64, g)
+        return {"primal": primal, "dual": dual, "rel_gap": rel_gap, "kkt": kkt}
+
+    def _kkt(self, codes64: np.ndarray, g: np.ndarray) -> float:
+        lam = self.lam
+        off_dist = np.maximum(g - lam, 0.0) if self.nonneg else np.maximum(np.abs(g) - lam, 0.0)
+        dist = np.where(codes64 != 0, np.abs(g - lam * np.sign(codes64)), off_dist)
+        return float(dist.max())
+
+    def evaluate(self, codes) -> tuple[float, float, float]:
+        """``(primal, dual, rel_gap)`` of ``codes``; see :func:`relative_duality_gap`."""
+        c = self.certificates(codes)
+        return c["primal"], c["dual"], c["rel_gap"]
 
     def objective(self, codes) -> float:
         r""":math:`F(\Gamma)` summed over the batch (``inf`` for negative codes if non-negative)."""
@@ -222,12 +239,7 @@ class DualityGap:
         codes64 = self._codes64(codes)
         if self.nonneg and (codes64 < 0).any():
             return math.inf
-        g = self._d64.analyze(self._residual(codes64), engine=self.engine)
-        lam = self.lam
-        on = codes64 != 0
-        off_dist = np.maximum(g - lam, 0.0) if self.nonneg else np.maximum(np.abs(g) - lam, 0.0)
-        dist = np.where(on, np.abs(g - lam * np.sign(codes64)), off_dist)
-        return float(dist.max()) if dist.size else 0.0
+        return self._kkt(codes64, self._d64.analyze(self._residual(codes64), engine=self.engine))
 
 
 def bp_objective(D: ConvDictionary, y, codes, lam, engine: str = "cpu") -> float:
