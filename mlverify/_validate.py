@@ -27,7 +27,9 @@ def as_float_array(name: str, value, *, dtype: np.dtype | None = None) -> np.nda
     """
     if not isinstance(value, np.ndarray):
         if isinstance(value, (str, bytes)) or value is None:
-            raise TypeError(f"{name} must be a float32 or float64 array, got {type(value).__name__}")
+            raise TypeError(
+                f"{name} must be a float32 or float64 array, got {type(value).__name__}"
+            )
         value = np.asarray(value)
         if value.dtype.kind in "iub":
             value = value.astype(np.float64 if dtype is None else dtype)

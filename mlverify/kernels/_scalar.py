@@ -2,7 +2,8 @@
 
 - hard threshold :math:`H_\\beta(v) = v\\,1[|v| > \\beta]`
 - soft threshold :math:`S_\\beta(v) = \\mathrm{sign}(v)\\max(|v| - \\beta, 0)`
-- non-negative soft threshold :math:`S^+_\\beta(v) = \\max(v - \\beta, 0) = \\mathrm{ReLU}(v - \\beta)`
+- non-negative soft threshold
+  :math:`S^+_\\beta(v) = \\max(v - \\beta, 0) = \\mathrm{ReLU}(v - \\beta)`
 
 ``KIND_*`` are the integer codes the kernels take for the threshold kind.
 """

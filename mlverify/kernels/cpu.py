@@ -6,10 +6,9 @@ codes ``(B, m, H, W)``, signals ``(B, c, H, W)``, filters ``(m, c, n1, n2)``, 1-
 ``n2 <= W``); the public wrappers check this.
 
 Parallel work is split into tasks that each own a distinct block of the *output*, so no two
-threads ever write the same element (no races in ``prange``). The innermost loops are plain
-``axpy`` loops over contiguous memory, which LLVM vectorises without ``fastmath``; the periodic
-wrap is handled by splitting each loop into its in-range and wrapped parts instead of a modulo
-per element.
+threads ever write the same element (no races in ``prange``). Synthesis and analysis are the same
+periodic correlation kernel (:func:`correlate`) with transposed, flipped taps; its inner loop is a
+plain multiply-add over contiguous memory, which LLVM vectorises without ``fastmath``.
 """
 
 from __future__ import annotations
@@ -20,72 +19,74 @@ from numba import njit, prange
 from ._scalar import shrink
 
 
-@njit(parallel=True, cache=True)
-def synthesize_dense(codes, filters, out, block):  # pragma: no cover - compiled
-    """``out = D codes`` touching every coefficient; tasks are (batch, channel, row, x-block)."""
-    batch, atoms, height, width = codes.shape
-    channels, n1, n2 = filters.shape[1], filters.shape[2], filters.shape[3]
-    n_blocks = (width + block - 1) // block
-    for task in prange(batch * channels * height * n_blocks):
-        xb = task % n_blocks
-        rest = task // n_blocks
-        y = rest % height
-        rest //= height
-        ch = rest % channels
-        b = rest // channels
-        x0 = xb * block
-        x1 = min(width, x0 + block)
-        row = out[b, ch, y]
-        for x in range(x0, x1):
-            row[x] = 0.0
-        for f in range(atoms):
-            for ty in range(n1):
-                r = y - ty
-                if r < 0:
-                    r += height
-                src = codes[b, f, r]
-                for tx in range(n2):
-                    a = filters[f, ch, ty, tx]
-                    if a == 0.0:
-                        continue
-                    for x in range(max(x0, tx), x1):
-                        row[x] += a * src[x - tx]
-                    for x in range(x0, min(x1, tx)):
-                        row[x] += a * src[x - tx + width]
+@njit(inline="always", cache=True)
+def _accumulate_row(acc, ext, taps):  # pragma: no cover - compiled
+    """``acc[x] += Σ_u taps[u] · ext[x + u]``, taps unrolled by four (all-zero groups skipped)."""
+    n = taps.shape[0]
+    length = acc.shape[0]
+    u = 0
+    while u + 4 <= n:
+        a0, a1, a2, a3 = taps[u], taps[u + 1], taps[u + 2], taps[u + 3]
+        if a0 != 0.0 or a1 != 0.0 or a2 != 0.0 or a3 != 0.0:
+            e = ext[u:]
+            for x in range(length):
+                acc[x] += a0 * e[x] + a1 * e[x + 1] + a2 * e[x + 2] + a3 * e[x + 3]
+        u += 4
+    while u < n:
+        a = taps[u]
+        if a != 0.0:
+            e = ext[u:]
+            for x in range(length):
+                acc[x] += a * e[x]
+        u += 1
 
 
 @njit(parallel=True, cache=True)
-def analyze_dense(signal, filters, out, block):  # pragma: no cover - compiled
-    """``out = D^T signal``; tasks are (batch, atom, row, x-block)."""
-    batch, channels, height, width = signal.shape
-    atoms, n1, n2 = filters.shape[0], filters.shape[2], filters.shape[3]
+def correlate(src, taps, out, row_sign, col_offset, block):  # pragma: no cover - compiled
+    """Periodic multi-channel correlation, the one kernel behind synthesis and analysis.
+
+    .. math::
+
+        out[b, o, y, x] = \\sum_i \\sum_{t_y} \\sum_u taps[o, i, t_y, u]\\,
+            src[b, i, (y + s\\,t_y) \\bmod H, (x + u + \\delta) \\bmod W]
+
+    with ``s = row_sign`` and ``δ = col_offset``. Analysis :math:`D^T V` is ``taps = A``,
+    ``s = +1``, ``δ = 0``; synthesis :math:`D\\Gamma` is ``taps[c, f, t_y, u] =
+    A[f, c, t_y, n_2 - 1 - u]`` (transposed, flipped along x), ``s = -1``, ``δ = -(n_2 - 1)``.
+
+    A task owns the output rows ``out[b, :, y, x0:x1]``; it first gathers the periodic source
+    segments it reads into a contiguous buffer (so the inner loops have no wrap-around), then
+    accumulates every output channel from that buffer.
+    """
+    batch, n_in, height, width = src.shape
+    n_out, n1, n2 = taps.shape[0], taps.shape[2], taps.shape[3]
     n_blocks = (width + block - 1) // block
-    for task in prange(batch * atoms * height * n_blocks):
+    for task in prange(batch * height * n_blocks):
         xb = task % n_blocks
-        rest = task // n_blocks
-        y = rest % height
-        rest //= height
-        f = rest % atoms
-        b = rest // atoms
+        y = (task // n_blocks) % height
+        b = task // (n_blocks * height)
         x0 = xb * block
         x1 = min(width, x0 + block)
-        row = out[b, f, y]
-        for x in range(x0, x1):
-            row[x] = 0.0
-        for ch in range(channels):
+        span = x1 - x0 + n2 - 1
+        ext = np.empty((n_in, n1, span), dtype=src.dtype)
+        start = (x0 + col_offset) % width
+        for i in range(n_in):
             for ty in range(n1):
-                r = y + ty
-                if r >= height:
-                    r -= height
-                src = signal[b, ch, r]
-                for tx in range(n2):
-                    a = filters[f, ch, ty, tx]
-                    if a == 0.0:
-                        continue
-                    for x in range(x0, min(x1, width - tx)):
-                        row[x] += a * src[x + tx]
-                    for x in range(max(x0, width - tx), x1):
-                        row[x] += a * src[x + tx - width]
+                row = src[b, i, (y + row_sign * ty) % height]
+                dst = ext[i, ty]
+                k = 0
+                j = start
+                while k < span:
+                    seg = min(span - k, width - j)
+                    dst[k : k + seg] = row[j : j + seg]
+                    k += seg
+                    j = 0
+        for o in range(n_out):
+            acc = out[b, o, y, x0:x1]
+            acc[:] = 0.0
+            for i in range(n_in):
+                for ty in range(n1):
+                    _accumulate_row(acc, ext[i, ty], taps[o, i, ty])
 
 
 @njit(parallel=True, cache=True)

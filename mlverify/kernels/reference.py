@@ -1,4 +1,4 @@
-"""Plain NumPy oracles for the convolution kernels (shipped, used by the ``numpy`` engine and tests).
+"""Plain NumPy oracles of the convolution kernels (shipped; the ``numpy`` engine and the tests).
 
 All functions work on the canonical layout used by every kernel of the package:
 codes ``(B, m, H, W)``, signals ``(B, c, H, W)`` and filters ``(m, c, n1, n2)``; a 1-D problem is

@@ -58,6 +58,8 @@ class ConvDictionary:
         array.setflags(write=False)
         self._filters = array
         self._f4 = array.reshape(array.shape[:2] + (1,) * (4 - array.ndim) + array.shape[2:])
+        # Synthesis runs the analysis kernel with transposed, x-flipped taps (cpu.correlate).
+        self._synthesis_taps = np.ascontiguousarray(self._f4.transpose(1, 0, 2, 3)[..., ::-1])
 
     # ------------------------------------------------------------------ description
     @property
@@ -107,7 +109,8 @@ class ConvDictionary:
         if np.any(norms == 0):
             raise ValueError(f"cannot normalise: atoms {np.flatnonzero(norms == 0)} are all zero")
         scale = (1.0 / norms).astype(self.dtype)
-        return ConvDictionary(self._filters * scale.reshape((-1,) + (1,) * (self._filters.ndim - 1)))
+        shape = (-1,) + (1,) * (self._filters.ndim - 1)
+        return ConvDictionary(self._filters * scale.reshape(shape))
 
     # ------------------------------------------------------------------ array plumbing
     def _canonical(self, name: str, array, n_lead: int):
@@ -138,8 +141,13 @@ class ConvDictionary:
             )
 
     @staticmethod
-    def _block(tasks: int, width: int) -> int:
-        """Width of the x-blocks so that there are enough parallel tasks for all threads."""
+    def _block(out: np.ndarray) -> int:
+        """Width of the x-blocks of :func:`kernels.cpu.correlate` for the canonical ``out``.
+
+        Whole rows when there are enough (batch, row) tasks for every thread, else rows split
+        into blocks (of at least 64 columns) until there are.
+        """
+        tasks, width = out.shape[0] * out.shape[2], out.shape[3]
         wanted = 4 * numba.get_num_threads()
         if tasks >= wanted:
             return width
@@ -173,8 +181,9 @@ class ConvDictionary:
                 if method == "auto" and counts.sum() > SPARSE_DENSITY * codes4.size:
                     counts = None
             if counts is None:
-                tasks = out.shape[0] * out.shape[1] * out.shape[2]
-                cpu.synthesize_dense(codes4, self._f4, out, self._block(tasks, out.shape[3]))
+                cpu.correlate(
+                    codes4, self._synthesis_taps, out, -1, 1 - self._f4.shape[3], self._block(out)
+                )
             else:
                 cpu.synthesize_sparse(codes4, self._f4, counts, out)
         return out.reshape(batch + (self.n_channels,) + spatial)
@@ -195,8 +204,7 @@ class ConvDictionary:
             out = reference.analyze(signal4, self._f4)
         else:
             out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
-            tasks = out.shape[0] * out.shape[1] * out.shape[2]
-            cpu.analyze_dense(signal4, self._f4, out, self._block(tasks, out.shape[3]))
+            cpu.correlate(signal4, self._f4, out, 1, 0, self._block(out))
         return out.reshape(batch + (self.n_atoms,) + spatial)
 
     def _spatial_shape(self, spatial_shape) -> tuple[int, ...]:
