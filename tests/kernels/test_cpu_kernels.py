@@ -86,13 +86,18 @@ def test_wide_signals_split_into_blocks(case):
                                rtol=tol, atol=tol)
 
 
-def test_wide_filters_wrap_across_blocks():
-    """Filters longer than one x-block (64) wrap through several blocks."""
+@pytest.mark.parametrize(
+    ("kernel", "spatial"),
+    [((90,), (200,)), ((90,), (100,)), ((64,), (64,)), ((65,), (129,)), ((2, 70), (3, 150))],
+)
+def test_wide_filters_wrap_across_blocks(kernel, spatial):
+    """Filters longer than an x-block (64): a block's source span wraps, possibly more than once
+    (span = block + n − 1 > N), and atoms wrap through several blocks."""
     rng = np.random.default_rng(3)
-    D = ConvDictionary(rng.standard_normal((2, 1, 90)))
-    codes = rng.standard_normal((2, 200)) * (rng.random((2, 200)) < 0.2)
-    signal = rng.standard_normal((1, 200))
-    matrix = D.to_dense(200)
+    D = ConvDictionary(rng.standard_normal((2, 1, *kernel)))
+    codes = rng.standard_normal((2, *spatial)) * (rng.random((2, *spatial)) < 0.2)
+    signal = rng.standard_normal((1, *spatial))
+    matrix = D.to_dense(spatial)
     for method in ("dense", "sparse"):
         np.testing.assert_allclose(D.synthesize(codes, engine="cpu", method=method).ravel(),
                                    matrix @ codes.ravel(), rtol=1e-12, atol=1e-12)
