@@ -1,0 +1,43 @@
+"""Warm-cache first call (DESIGN.md §7: goal < 1 s once ``cache=True`` has filled the cache).
+
+Each benchmark runs a fresh interpreter that imports mlverify and calls the operator once: with
+the on-disk Numba cache filled this measures loading, not compiling.
+"""
+
+import subprocess
+import sys
+
+_SNIPPET = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+from mlverify import ConvDictionary
+D = ConvDictionary(np.ones((2, 1, 3, 3), dtype=np.{dtype}))
+D.{call}
+print(time.perf_counter() - t0)
+"""
+
+_CALLS = {
+    "synthesize": "synthesize(np.ones((2, 16, 16), dtype=np.{dtype}), method='dense')",
+    "synthesize_sparse": "synthesize(np.ones((2, 16, 16), dtype=np.{dtype}), method='sparse')",
+    "analyze": "analyze(np.ones((1, 16, 16), dtype=np.{dtype}))",
+}
+
+
+def _first_call(call: str, dtype: str) -> float:
+    code = _SNIPPET.format(dtype=dtype, call=_CALLS[call].format(dtype=dtype))
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # fill cache
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(done.stdout.strip())
+
+
+class WarmCacheFirstCall:
+    """Seconds from interpreter start to the first result, cache warm."""
+
+    params = (list(_CALLS), ["float32", "float64"])
+    param_names = ["kernel", "dtype"]
+    unit = "seconds"
+    timeout = 300
+
+    def track_first_call(self, kernel, dtype):
+        return _first_call(kernel, dtype)
