@@ -150,7 +150,7 @@ def test_bad_input_names_the_argument(call, error, match):
         call()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: measures._sizes (measures.py:30) calls "
+@pytest.mark.xfail(strict=True, reason="bug: measures._sizes (model/measures.py) calls "
                    "len(tuple(size)) before validating, so a float or None window size raises "
                    "TypeError(\"'float' object is not iterable\") without naming n/w")
 @pytest.mark.parametrize(("call", "match"), [
@@ -164,7 +164,7 @@ def test_non_integer_window_names_the_argument(call, match):
         call()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: measures._window_max (measures.py:40-44) reports a "
+@pytest.mark.xfail(strict=True, reason="bug: measures._window_max (model/measures.py) reports a "
                    "window larger than the signal as 'stripe_l0_inf: window (5,) is larger "
                    "than the signal (4,)', naming the function, not the argument n/w "
                    "(DESIGN.md §8)")

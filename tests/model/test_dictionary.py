@@ -378,7 +378,7 @@ def test_integer_lists_become_float64():
 
 EMPTY_BATCH_BUG = pytest.mark.xfail(
     strict=True,
-    reason="bug: ConvDictionary._block (dictionary.py:154) divides by tasks = 0 for an empty "
+    reason="bug: ConvDictionary._block (model/dictionary.py) divides by tasks = 0 for an empty "
     "batch, so the dense CPU kernels raise ZeroDivisionError instead of returning an empty array",
 )
 
