@@ -11,7 +11,6 @@ needs (Sulam, Papyan, Romano, Elad 2018).
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import numpy as np
 import scipy.linalg
@@ -20,6 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._validate import as_float_array, check_engine, check_finite, check_positive_int
 from ..kernels import cpu_omp, reference
 from ..model.dictionary import ConvDictionary
+from ._certificates import check_dictionary, check_lam
 from ._result import PursuitResult
 
 _REASONS = {
@@ -36,21 +36,7 @@ _REASONS = {
 
 def check_tol(name: str, tol) -> float | None:
     """``None`` or a finite real ``>= 0`` (returned as float)."""
-    if tol is None:
-        return None
-    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, Real):
-        raise TypeError(f"{name} must be a real number or None, got {type(tol).__name__}")
-    value = float(tol)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {tol!r}")
-    return value
-
-
-def check_dictionary(name: str, D) -> ConvDictionary:
-    """``D`` must be a :class:`ConvDictionary`."""
-    if not isinstance(D, ConvDictionary):
-        raise TypeError(f"{name} must be a ConvDictionary, got {type(D).__name__}")
-    return D
+    return None if tol is None else check_lam(name, tol)
 
 
 def check_signal(D: ConvDictionary, y, *, name: str = "y", dict_name: str = "D") -> np.ndarray:

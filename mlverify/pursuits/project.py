@@ -21,6 +21,7 @@ import numpy as np
 from .._validate import check_engine, check_positive_int
 from ..model.measures import stripe_l0_inf
 from ..model.mlcsc import MLCSC
+from ._certificates import check_lam
 from ._result import PursuitResult
 from .omp import check_signal, check_tol, omp, residual_norm
 
@@ -113,6 +114,7 @@ def project(
     else:
         if lam is None:
             raise ValueError("pursuit='bp' needs lam")
+        lam = check_lam("lam", lam)
         from .basis_pursuit import basis_pursuit
 
         options = {} if tol is None else {"tol": tol}

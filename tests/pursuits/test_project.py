@@ -180,6 +180,8 @@ def test_argument_validation():
         project(model, x, [4, 1], lam=0.1)
     with pytest.raises(ValueError, match="needs lam"):
         project(model, x, pursuit="bp")
+    with pytest.raises(ValueError, match="lam must be finite"):
+        project(model, x, pursuit="bp", lam=-0.5)
     with pytest.raises(ValueError, match="tol must be finite"):
         project(model, x, [4, 1], tol=-1.0)
     with pytest.raises(ValueError, match="N >= 2n - 1"):
