@@ -19,11 +19,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._validate import check_engine, check_positive_int
+from ..model.dictionary import ConvDictionary
 from ..model.measures import stripe_l0_inf
 from ..model.mlcsc import MLCSC
 from ._certificates import check_lam
 from ._result import PursuitResult
-from .omp import check_signal, check_tol, omp, residual_norm
+from .omp import check_signal, check_tol, omp
 
 PURSUITS = ("omp", "bp")
 
@@ -84,7 +85,7 @@ def project(
     PursuitResult
         ``codes = [Γ̂_1, …, Γ̂_K]`` with :math:`\hat\Gamma_{i-1} = D_i\hat\Gamma_i`;
         ``n_iter`` of the inner pursuit; ``certificate`` = the largest (over the batch)
-        :math:`\|y - D^{(K)}\hat\Gamma_K\|_2`, computed in float64 from the non-zeros
+        :math:`\|y - D^{(K)}\hat\Gamma_K\|_2`, computed in float64
         (``certificate_kind = "residual_l2"``). ``history``: ``"residual_l2"`` and
         ``"stripe_l0_inf_<i>"`` (one value per problem), ``"sparsity_bound"`` (the
         :math:`\lambda_i`, when given), ``"pursuit_certificate"`` and the inner pursuit's history
@@ -124,10 +125,11 @@ def project(
     for layer in reversed(model.layers[1:]):
         codes.insert(0, layer.synthesize(codes[0], engine=engine))
     d = model.spatial_ndim
-    problems = y.reshape((-1,) + y.shape[-d - 1:])
-    deep = codes[-1].reshape((-1,) + codes[-1].shape[-d - 1:])
-    residual = np.array([residual_norm(deepest, a, b) for a, b in zip(problems, deep,
-                                                                         strict=True)])
+    exact = ConvDictionary(deepest.filters.astype(np.float64))
+    fit = exact.synthesize(codes[-1].astype(np.float64), engine=engine)
+    residual = np.atleast_1d(
+        np.sqrt(np.sum((y.astype(np.float64) - fit) ** 2, axis=tuple(range(-d - 1, 0))))
+    ).ravel()
     stripes = [
         np.atleast_1d(stripe_l0_inf(gamma, layer.kernel_size)).ravel()
         for gamma, layer in zip(codes, model.layers, strict=True)
