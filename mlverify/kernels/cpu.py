@@ -13,10 +13,32 @@ plain multiply-add over contiguous memory, which LLVM vectorises without ``fastm
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numba
 import numpy as np
 from numba import njit, prange
 
 from ._scalar import shrink
+
+#: Below this many multiply-adds a kernel call runs on the calling thread only: waking the thread
+#: pool costs ~10 µs on an idle machine and tens of ms on a loaded one, far more than the work.
+SERIAL_WORK = 1 << 17
+
+
+@contextmanager
+def threads_for(work: int) -> Iterator[None]:
+    """Run the parallel kernels called inside on one thread when ``work`` is small."""
+    if work >= SERIAL_WORK:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 @njit(inline="always", cache=True)

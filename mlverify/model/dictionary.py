@@ -150,7 +150,7 @@ class ConvDictionary:
         """
         tasks, width = out.shape[0] * out.shape[2], out.shape[3]
         wanted = 4 * numba.get_num_threads()
-        if tasks >= wanted:
+        if tasks == 0 or tasks >= wanted:
             return width
         return max(64, -(-width // -(-wanted // tasks)))
 
@@ -175,19 +175,25 @@ class ConvDictionary:
         if engine == "numpy":
             out = reference.synthesize(codes4, self._f4)
         else:
-            out = np.empty((codes4.shape[0], self.n_channels) + codes4.shape[2:], self.dtype)
-            counts = None
-            if method != "dense":
-                counts = cpu.row_nonzeros(codes4)
-                if method == "auto" and counts.sum() > SPARSE_DENSITY * codes4.size:
-                    counts = None
-            if counts is None:
-                cpu.correlate(
-                    codes4, self._synthesis_taps, out, -1, 1 - self._f4.shape[3], self._block(out)
-                )
-            else:
-                cpu.synthesize_sparse(codes4, self._f4, counts, out)
+            out = self._synthesize_cpu(codes4, method)
         return out.reshape(batch + (self.n_channels,) + spatial)
+
+    def _synthesize_cpu(self, codes4: np.ndarray, method: str) -> np.ndarray:
+        out = np.empty((codes4.shape[0], self.n_channels) + codes4.shape[2:], self.dtype)
+        taps = self._f4[0].size  # multiply-adds per coefficient
+        counts = None
+        if method != "dense":
+            with cpu.threads_for(codes4.size):
+                counts = cpu.row_nonzeros(codes4)
+            nonzeros = int(counts.sum())
+            if method == "sparse" or nonzeros <= SPARSE_DENSITY * codes4.size:
+                with cpu.threads_for(nonzeros * taps + out.size):
+                    cpu.synthesize_sparse(codes4, self._f4, counts, out)
+                return out
+        with cpu.threads_for(codes4.size * taps):
+            offset = 1 - self._f4.shape[3]
+            cpu.correlate(codes4, self._synthesis_taps, out, -1, offset, self._block(out))
+        return out
 
     def analyze(self, signal, *, engine: str = "auto") -> np.ndarray:
         """Analysis (adjoint) :math:`D^T V`: a signal ``(..., c, *S)`` to codes ``(..., m, *S)``.
@@ -205,7 +211,8 @@ class ConvDictionary:
             out = reference.analyze(signal4, self._f4)
         else:
             out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
-            cpu.correlate(signal4, self._f4, out, 1, 0, self._block(out))
+            with cpu.threads_for(out.size * self._f4[0].size):
+                cpu.correlate(signal4, self._f4, out, 1, 0, self._block(out))
         return out.reshape(batch + (self.n_atoms,) + spatial)
 
     def _spatial_shape(self, spatial_shape) -> tuple[int, ...]:
@@ -293,8 +300,9 @@ class ConvDictionary:
     def local_gram(self) -> np.ndarray:
         r"""Correlations of the normalised atoms at every shift, shape ``(m, m, 2n1-1[, 2n2-1])``.
 
-        ``G[f, g, s] = Σ_{c,τ} Â[f,c,τ] Â[g,c,τ−s]`` with the shift ``s`` stored modulo
-        ``2n - 1`` (so ``G[f, g, 0]`` is the zero shift). Computed in float64.
+        ``G[f, g, s] = Σ_{c,τ} Â[f,c,τ] Â[g,c,τ−s] = ⟨d_{f,p}, d_{g,p+s}⟩`` (``d_{f,p}``: atom
+        ``f`` placed at ``p``), with the shift ``s`` stored modulo ``2n - 1`` (so ``G[f, g, 0]`` is
+        the zero shift and ``G[f, g, -1]`` the shift ``-1``). Computed in float64.
         """
         atoms = self.normalized().filters.astype(np.float64)
         d = self.spatial_ndim
