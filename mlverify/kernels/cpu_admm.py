@@ -1,0 +1,167 @@
+r"""Numba CPU kernels of the DFT-domain ADMM for convolutional basis pursuit, with NumPy oracles.
+
+The solver (:mod:`mlverify.pursuits.bp_admm`) follows Wohlberg, "Efficient algorithms for
+convolutional sparse representations", IEEE TIP 25(1), 2016. Two steps per iteration are done
+here; the FFTs between them are done by ``scipy.fft``.
+
+**x-update, one linear system per frequency.** At DFT frequency :math:`k` the dictionary acts as
+the :math:`c \times m` matrix :math:`M_k` (``spectra[:, :, k]``, ``M_k[ch, f]`` = DFT of channel
+``ch`` of atom ``f``), and the ADMM x-update
+:math:`(D^H D + \rho I)x = D^H s + \rho(z - u)` decouples into
+
+.. math::
+
+    (M_k^H M_k + \rho I_m)\,\hat x_k = \hat b_k := \widehat{D^H s}_k + \rho\,\hat w_k,
+    \qquad \hat w = \mathrm{DFT}(z - u),
+
+solved by the Woodbury identity with the precomputed :math:`c \times c` factor
+:math:`K_k = (\rho I_c + M_k M_k^H)^{-1}` (``kinv[:, :, k]``):
+
+.. math::
+
+    \hat x_k = \rho^{-1}\big(\hat b_k - M_k^H K_k M_k \hat b_k\big).
+
+For ``c = 1`` this is exactly Sherman–Morrison (:math:`K_k = 1/(\rho + \|a_k\|^2)`).
+
+**z- and u-updates, elementwise.** With over-relaxation :math:`\alpha`:
+:math:`x_r = \alpha x + (1-\alpha) z`, :math:`z \leftarrow T_\beta(x_r + u)` (soft or
+non-negative soft threshold, :math:`\beta = \lambda/\rho`), :math:`u \leftarrow u + x_r - z`,
+and the next FFT input :math:`w = z - u`, together with the sums the residuals need.
+
+Every kernel has a NumPy oracle with the same arguments (``*_reference``), used by the ``numpy``
+engine and by the tests. Parallel tasks own disjoint blocks of the output (no races); reductions
+are written per task and summed by the caller. Complex arithmetic runs in ``complex64`` for
+``float32`` problems and ``complex128`` for ``float64`` ones; the callers pass scalars already
+cast to the working dtype so nothing is promoted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._scalar import KIND_RELU, shrink
+
+#: Columns of the per-task sums written by :func:`relaxed_update`: ‖x − z‖², ‖z − z_prev‖²,
+#: ‖x‖², ‖z‖², ‖u‖² (``z``, ``u`` after the update).
+N_SUMS = 5
+
+
+@njit(parallel=True, cache=True)
+def solve_frequencies(spectra, kinv, rhs0, w, rho, inv_rho, block):  # pragma: no cover - compiled
+    """Overwrite ``w`` (``(B, m, F)``) with the per-frequency solution :math:`\\hat x`.
+
+    ``spectra (c, m, F)``, ``kinv (c, c, F)``, ``rhs0 (B, m, F)`` (:math:`\\widehat{D^H s}`),
+    ``rho`` and ``inv_rho = 1 / rho`` real scalars of the working precision; tasks are
+    (batch, block of frequencies).
+    """
+    batch, atoms, nfreq = w.shape
+    channels = spectra.shape[0]
+    n_blocks = (nfreq + block - 1) // block
+    for task in prange(batch * n_blocks):
+        b = task // n_blocks
+        k0 = (task % n_blocks) * block
+        k1 = min(nfreq, k0 + block)
+        proj = np.zeros((channels, k1 - k0), w.dtype)
+        for f in range(atoms):
+            row = w[b, f]
+            base = rhs0[b, f]
+            for k in range(k0, k1):
+                row[k] = base[k] + rho * row[k]
+            for ch in range(channels):
+                resp = spectra[ch, f]
+                acc = proj[ch]
+                for k in range(k0, k1):
+                    acc[k - k0] += resp[k] * row[k]
+        coef = np.zeros((channels, k1 - k0), w.dtype)
+        for ch in range(channels):
+            out = coef[ch]
+            for ch2 in range(channels):
+                fac = kinv[ch, ch2]
+                src = proj[ch2]
+                for k in range(k0, k1):
+                    out[k - k0] += fac[k] * src[k - k0]
+        for f in range(atoms):
+            row = w[b, f]
+            for ch in range(channels):
+                resp = spectra[ch, f]
+                src = coef[ch]
+                for k in range(k0, k1):
+                    row[k] -= np.conj(resp[k]) * src[k - k0]
+            for k in range(k0, k1):
+                row[k] *= inv_rho
+
+
+def solve_frequencies_reference(spectra, kinv, rhs0, w, rho, inv_rho):
+    """NumPy oracle of :func:`solve_frequencies` (same arguments, ``w`` overwritten)."""
+    rhs = rhs0 + rho * w
+    proj = np.einsum("cmk,bmk->bck", spectra, rhs)
+    coef = np.einsum("cdk,bdk->bck", kinv, proj)
+    w[...] = (rhs - np.einsum("cmk,bck->bmk", np.conj(spectra), coef)) * inv_rho
+
+
+def woodbury_factor(gram: np.ndarray, rho: float, dtype) -> np.ndarray:
+    r""":math:`K_k = (\rho I_c + G_k)^{-1}` for every frequency, shape ``(c, c, F)``.
+
+    ``gram`` holds :math:`G_k = M_k M_k^H` as ``(F, c, c)`` complex128; the inverse is computed in
+    complex128 and returned as ``dtype`` (complex64 or complex128).
+    """
+    shifted = gram + rho * np.eye(gram.shape[1])
+    return np.ascontiguousarray(np.moveaxis(np.linalg.inv(shifted), 0, -1).astype(dtype))
+
+
+@njit(parallel=True, cache=True)
+def relaxed_update(x, z, u, w, alpha, keep, beta, kind, block, sums):  # pragma: no cover - compiled
+    """Relaxed z/u-update on rows ``(R, P)``; ``z``, ``u`` updated in place, ``w = z - u``.
+
+    ``alpha``, ``keep = 1 - alpha``, ``beta`` are scalars of the working precision, ``kind`` a
+    :data:`mlverify.kernels._scalar.KINDS` code; task ``t`` (row, block of columns) writes
+    ``sums[t]`` (see :data:`N_SUMS`, accumulated in float64).
+    """
+    rows, size = x.shape
+    n_blocks = (size + block - 1) // block
+    for task in prange(rows * n_blocks):
+        r = task // n_blocks
+        j0 = (task % n_blocks) * block
+        j1 = min(size, j0 + block)
+        s_primal = 0.0
+        s_dual = 0.0
+        s_x = 0.0
+        s_z = 0.0
+        s_u = 0.0
+        for j in range(j0, j1):
+            xv = x[r, j]
+            zold = z[r, j]
+            relaxed = alpha * xv + keep * zold
+            uv = u[r, j]
+            znew = shrink(relaxed + uv, beta, kind)
+            unew = uv + (relaxed - znew)
+            z[r, j] = znew
+            u[r, j] = unew
+            w[r, j] = znew - unew
+            s_primal += float(xv - znew) ** 2
+            s_dual += float(znew - zold) ** 2
+            s_x += float(xv) ** 2
+            s_z += float(znew) ** 2
+            s_u += float(unew) ** 2
+        sums[task, 0] = s_primal
+        sums[task, 1] = s_dual
+        sums[task, 2] = s_x
+        sums[task, 3] = s_z
+        sums[task, 4] = s_u
+
+
+def relaxed_update_reference(x, z, u, w, alpha, keep, beta, kind, sums):
+    """NumPy oracle of :func:`relaxed_update` (``kind`` soft or relu; ``sums`` gets one row)."""
+    zold = z.copy()
+    relaxed = alpha * x + keep * zold
+    v = relaxed + u
+    if kind == KIND_RELU:
+        z[...] = np.maximum(v - beta, 0)
+    else:
+        z[...] = np.sign(v) * np.maximum(np.abs(v) - beta, 0)
+    z += 0.0
+    u += relaxed - z
+    w[...] = z - u
+    for col, arr in enumerate((x - z, z - zold, x, z, u)):
+        sums[0, col] = np.sum(arr.astype(np.float64) ** 2)
