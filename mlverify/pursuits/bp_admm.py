@@ -51,7 +51,7 @@ import numpy as np
 import scipy.fft
 
 from .._validate import check_engine, check_positive_int
-from ..kernels import cpu_admm
+from ..kernels import cpu, cpu_admm
 from ..kernels._scalar import KIND_RELU, KIND_SOFT
 from ._certificates import DualityGap, check_codes, check_dictionary, check_lam, check_signal
 from ._result import PursuitResult
@@ -256,7 +256,15 @@ def bp_admm(
         x0 = check_codes(D, "x0", x0, y)
 
     certificate = DualityGap(D, y, lam, nonneg=bool(nonneg), engine=engine)
-    state = _ADMM(D, y, lam, bool(nonneg), engine, rho, x0)
+    coefficients = y.size // D.n_channels * D.n_atoms
+    with cpu.threads_for(coefficients * (D.n_channels + 2)):  # small problems: one thread
+        state = _ADMM(D, y, lam, bool(nonneg), engine, rho, x0)
+        return _iterate(state, certificate, tol, max_iter)
+
+
+def _iterate(state: _ADMM, certificate: DualityGap, tol: float, max_iter: int) -> PursuitResult:
+    """The ADMM loop with penalty balancing and certificate checks (see the module docstring)."""
+    lam = state.lam
     xi = 1.0 + 18.3 ** (math.log10(lam) + 1.0) if lam > 0 else 1.0
     history: dict[str, list[float]] = {
         key: []
