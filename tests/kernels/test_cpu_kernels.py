@@ -4,11 +4,16 @@ Public path: ``engine="cpu"`` (dense, sparse, auto) = ``engine="numpy"`` = ``to_
 Kernel path: the kernels called directly on the canonical layout ``(B, ch, H, W)`` with every
 x-block width, outputs pre-filled with NaN (every element must be written), and bitwise equal
 results for any thread count (no races, no order dependence on the blocking).
+
+The wrappers run small work on one thread (:func:`cpu.threads_for`); tests of the parallel paths
+on small problems lower :data:`cpu.SERIAL_WORK` to 0 (``pool``) so the thread pool really runs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -42,6 +47,17 @@ def problems(draw, *, min_width=None, max_width=None):
     return D, codes, signal, spatial
 
 
+@contextmanager
+def pool(serial_work: int = 0) -> Iterator[None]:
+    """Context in which the wrappers use the thread pool for any work above ``serial_work``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cpu, "SERIAL_WORK", serial_work)
+        yield
+
+
+SERIAL = 1 << 62  # as a SERIAL_WORK: every call on one thread
+
+
 def tolerance(dtype) -> float:
     return 1e-10 if dtype == np.float64 else 1e-4
 
@@ -51,9 +67,14 @@ def per_problem(matrix: np.ndarray, arrays: np.ndarray, n_in: int) -> np.ndarray
     return arrays.reshape(-1, n_in) @ matrix.T
 
 
-@given(problems())
-def test_public_engines_agree_with_dense_matrix(case):
-    D, codes, signal, spatial = case
+@pytest.mark.parametrize("serial_work", [0, SERIAL], ids=["pool", "serial"])
+@given(case=problems())
+def test_public_engines_agree_with_dense_matrix(serial_work, case):
+    with pool(serial_work):
+        check_engines(*case)
+
+
+def check_engines(D, codes, signal, spatial):
     matrix = D.to_dense(spatial)
     size = math.prod(spatial)
     tol = tolerance(D.dtype)
@@ -79,11 +100,12 @@ def test_wide_signals_split_into_blocks(case):
     D, codes, signal, _ = case
     tol = tolerance(D.dtype)
     oracle = D.synthesize(codes, engine="numpy")
-    for method in ("dense", "sparse"):
-        np.testing.assert_allclose(D.synthesize(codes, engine="cpu", method=method), oracle,
-                                   rtol=tol, atol=tol)
-    np.testing.assert_allclose(D.analyze(signal, engine="cpu"), D.analyze(signal, engine="numpy"),
-                               rtol=tol, atol=tol)
+    with pool():
+        for method in ("dense", "sparse"):
+            np.testing.assert_allclose(D.synthesize(codes, engine="cpu", method=method), oracle,
+                                       rtol=tol, atol=tol)
+        np.testing.assert_allclose(D.analyze(signal, engine="cpu"),
+                                   D.analyze(signal, engine="numpy"), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize(
@@ -98,11 +120,42 @@ def test_wide_filters_wrap_across_blocks(kernel, spatial):
     codes = rng.standard_normal((2, *spatial)) * (rng.random((2, *spatial)) < 0.2)
     signal = rng.standard_normal((1, *spatial))
     matrix = D.to_dense(spatial)
+    with pool():
+        for method in ("dense", "sparse"):
+            np.testing.assert_allclose(D.synthesize(codes, engine="cpu", method=method).ravel(),
+                                       matrix @ codes.ravel(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(D.analyze(signal, engine="cpu").ravel(),
+                                   matrix.T @ signal.ravel(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_problem_uses_the_pool(dtype):
+    """Work above the default SERIAL_WORK: the real multi-threaded path, against the oracle."""
+    rng = np.random.default_rng(8)
+    D = ConvDictionary(rng.standard_normal((4, 2, 6, 5)).astype(dtype))
+    shape = (2, 4, 40, 70)
+    codes = (rng.standard_normal(shape) * (rng.random(shape) < 0.05)).astype(dtype)
+    signal = rng.standard_normal((2, 2, 40, 70)).astype(dtype)
+    assert codes.size * D.filters[0].size >= cpu.SERIAL_WORK
+    tol = tolerance(dtype)
+    oracle = D.synthesize(codes, engine="numpy")
     for method in ("dense", "sparse"):
-        np.testing.assert_allclose(D.synthesize(codes, engine="cpu", method=method).ravel(),
-                                   matrix @ codes.ravel(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(D.analyze(signal, engine="cpu").ravel(), matrix.T @ signal.ravel(),
-                               rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(D.synthesize(codes, method=method), oracle, rtol=tol, atol=tol)
+    np.testing.assert_allclose(D.analyze(signal), D.analyze(signal, engine="numpy"), rtol=tol,
+                               atol=tol)
+
+
+def test_threads_for():
+    """One thread inside for small work, unchanged for large work, restored afterwards."""
+    threads = numba.get_num_threads()
+    with cpu.threads_for(cpu.SERIAL_WORK - 1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == threads
+    with cpu.threads_for(cpu.SERIAL_WORK):
+        assert numba.get_num_threads() == threads
+    with pytest.raises(RuntimeError), cpu.threads_for(0):
+        raise RuntimeError
+    assert numba.get_num_threads() == threads
 
 
 def canonical(D: ConvDictionary, array: np.ndarray) -> np.ndarray:
@@ -157,13 +210,15 @@ def test_sparse_kernel_and_row_counts(case):
 def test_results_do_not_depend_on_thread_count(case):
     """Each output element is summed in a fixed order by one task: bitwise equal for 1 thread."""
     D, codes, signal, _ = case
-    many = [D.synthesize(codes, method=m) for m in ("dense", "sparse")] + [D.analyze(signal)]
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        one = [D.synthesize(codes, method=m) for m in ("dense", "sparse")] + [D.analyze(signal)]
-    finally:
-        numba.set_num_threads(threads)
+    with pool():
+        many = [D.synthesize(codes, method=m) for m in ("dense", "sparse")] + [D.analyze(signal)]
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            one = [D.synthesize(codes, method=m) for m in ("dense", "sparse")]
+            one.append(D.analyze(signal))
+        finally:
+            numba.set_num_threads(threads)
     for a, b in zip(many, one, strict=True):
         np.testing.assert_array_equal(a, b)
 
