@@ -1,5 +1,8 @@
 """Basis pursuit (FISTA) and its certificates against an independent dense Lasso solver."""
 
+import sys
+import types
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -251,3 +254,25 @@ def test_bad_arguments_raise():
         basis_pursuit(D, y, lam, nonneg=True, x0=-np.ones((3, 20)))
     with pytest.raises(ValueError, match="codes"):
         relative_duality_gap(D, y, np.zeros((3, 19)), lam)
+
+
+def test_admm_solver_is_dispatched_with_validated_arguments(monkeypatch):
+    calls = []
+
+    def fake_bp_admm(D, y, lam, *, nonneg, tol, max_iter, engine, x0=None):
+        calls.append((D, y, lam, nonneg, tol, max_iter, engine, x0))
+        return "admm result"
+
+    module = types.ModuleType("mlverify.pursuits.bp_admm")
+    module.bp_admm = fake_bp_admm
+    monkeypatch.setitem(sys.modules, "mlverify.pursuits.bp_admm", module)
+    D, y, lam = make_problem((3, 1, 5), (20,), seed=12)
+    x0 = np.zeros((3, 20))
+    out = basis_pursuit(D, y, np.float64(lam), nonneg=True, tol=1e-6, max_iter=7,
+                        solver="admm", engine="auto", x0=x0)
+    assert out == "admm result" and len(calls) == 1
+    got = calls[0]
+    assert got[0] is D and np.array_equal(got[1], y) and got[2] == lam
+    assert got[3:7] == (True, 1e-6, 7, "cpu") and np.array_equal(got[7], x0)
+    assert basis_pursuit(D, y, lam, solver="auto").certificate_kind == "relative_duality_gap"
+    assert len(calls) == 1  # "auto" is FISTA
