@@ -150,9 +150,6 @@ def test_bad_input_names_the_argument(call, error, match):
         call()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: measures._sizes (model/measures.py) calls "
-                   "len(tuple(size)) before validating, so a float or None window size raises "
-                   "TypeError(\"'float' object is not iterable\") without naming n/w")
 @pytest.mark.parametrize(("call", "match"), [
     (lambda: stripe_l0_inf(CODES, 2.5), r"\bn\b"),
     (lambda: patch_l0_inf(CODES, None), r"\bw\b"),
@@ -164,10 +161,6 @@ def test_non_integer_window_names_the_argument(call, match):
         call()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: measures._window_max (model/measures.py) reports a "
-                   "window larger than the signal as 'stripe_l0_inf: window (5,) is larger "
-                   "than the signal (4,)', naming the function, not the argument n/w "
-                   "(DESIGN.md §8)")
 @pytest.mark.parametrize(("call", "match"), [
     (lambda: stripe_l0_inf(np.zeros((1, 4)), 3), r"\bn\b"),
     (lambda: patch_l0_inf(np.zeros((1, 4)), 5), r"\bw\b"),
@@ -179,7 +172,7 @@ def test_measure_window_larger_than_signal_names_the_argument(call, match):
 
 
 def test_measure_window_larger_than_signal_is_refused():
-    """The refusal itself works (only the message misses the argument name, see above)."""
+    """The refusal itself (the message naming the argument is tested above)."""
     for call in (lambda: stripe_l0_inf(np.zeros((1, 4)), 3),
                  lambda: patch_l0_inf(np.zeros((1, 4)), 5),
                  lambda: patch_l2_inf(np.zeros((1, 4, 4)), (2, 5))):
@@ -187,10 +180,6 @@ def test_measure_window_larger_than_signal_is_refused():
             call()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the measures (measures.py:_per_position, "
-                   "extreme_magnitudes) never call check_finite: NaN/inf are counted as "
-                   "non-zeros or propagate (patch_l2_inf -> nan, extreme_magnitudes -> (nan, nan)) "
-                   "instead of a ValueError (DESIGN.md §8)")
 @pytest.mark.parametrize(("call", "match"), [
     (lambda: stripe_l0_inf(with_value(CODES, np.nan), 2), "codes"),
     (lambda: patch_l0_inf(with_value(CODES, np.inf), 2), "codes"),

@@ -23,23 +23,31 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._validate import as_float_array, check_positive_int, window_shape
+from .._validate import as_float_array, check_finite, check_positive_int, window_shape
 
 
 def _sizes(name: str, size) -> tuple[int, ...]:
-    ndim = 1 if isinstance(size, (int, np.integer)) else len(tuple(size))
+    if isinstance(size, (int, np.integer)):
+        ndim = 1
+    elif isinstance(size, (tuple, list, np.ndarray)):
+        ndim = len(size)
+    else:
+        raise TypeError(f"{name} must be an int (1-D) or a pair (n1, n2) (2-D), got {size!r}")
     if ndim not in (1, 2):
         raise ValueError(f"{name} must be an int (1-D) or a pair (n1, n2) (2-D), got {size!r}")
     return window_shape(name, size, ndim)
 
 
 def _window_max(per_position: np.ndarray, sizes: tuple[int, ...], name: str):
-    """Max over periodic windows of side ``sizes`` of the sums of ``per_position (..., *S)``."""
+    """Max over periodic windows of side ``sizes`` of the sums of ``per_position (..., *S)``.
+
+    ``name`` is the argument that set the window size, for the error message.
+    """
     d = len(sizes)
     spatial = per_position.shape[-d:]
     if any(w > s for w, s in zip(sizes, spatial, strict=True)):
         raise ValueError(
-            f"{name}: window {sizes} is larger than the signal {spatial} (periodic windows "
+            f"{name}: the window {sizes} is larger than the signal {spatial} (periodic windows "
             "would count a position twice)"
         )
     pad = [(0, 0)] * (per_position.ndim - d) + [(0, w - 1) for w in sizes]
@@ -53,6 +61,7 @@ def _window_max(per_position: np.ndarray, sizes: tuple[int, ...], name: str):
 
 def _per_position(name: str, array, sizes: tuple[int, ...], reduce) -> np.ndarray:
     array = as_float_array(name, array)
+    check_finite(name, array)
     d = len(sizes)
     if array.ndim < d + 1:
         raise ValueError(f"{name} must have shape (..., channels, {', '.join('N' * d)}), "
@@ -72,7 +81,7 @@ def stripe_l0_inf(codes, n):
     """
     sizes = _sizes("n", n)
     counts = _per_position("codes", codes, sizes, lambda a: (a != 0).astype(np.int64))
-    return _window_max(counts, tuple(2 * s - 1 for s in sizes), "stripe_l0_inf")
+    return _window_max(counts, tuple(2 * s - 1 for s in sizes), "n (stripe side 2n - 1)")
 
 
 def patch_l0_inf(codes, w):
@@ -83,7 +92,7 @@ def patch_l0_inf(codes, w):
     """
     sizes = _sizes("w", w)
     counts = _per_position("codes", codes, sizes, lambda a: (a != 0).astype(np.int64))
-    return _window_max(counts, sizes, "patch_l0_inf")
+    return _window_max(counts, sizes, "w")
 
 
 def patch_l2_inf(v, w):
@@ -94,12 +103,14 @@ def patch_l2_inf(v, w):
     """
     sizes = _sizes("w", w)
     energy = _per_position("v", v, sizes, lambda a: a.astype(np.float64) ** 2)
-    return np.sqrt(_window_max(energy, sizes, "patch_l2_inf"))
+    return np.sqrt(_window_max(energy, sizes, "w"))
 
 
 def extreme_magnitudes(codes) -> tuple[float, float]:
     r""":math:`(|\Gamma^{\min}|, |\Gamma^{\max}|)` over the non-zeros of the whole array."""
-    magnitudes = np.abs(as_float_array("codes", codes))
+    codes = as_float_array("codes", codes)
+    check_finite("codes", codes)
+    magnitudes = np.abs(codes)
     nonzero = magnitudes[magnitudes != 0]
     if nonzero.size == 0:
         raise ValueError("codes has no non-zero entry: its extreme magnitudes are undefined")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._validate import as_float_array, check_finite
 from .dictionary import ConvDictionary
 
 
@@ -92,7 +93,8 @@ class MLCSC:
 
     def synthesize(self, deepest, *, engine: str = "auto") -> list[np.ndarray]:
         r"""All layers from the deepest codes: ``[Γ_0 = X, Γ_1, …, Γ_K]``, ``Γ_{i-1} = D_iΓ_i``."""
-        layers = [np.asarray(deepest)]
+        layers = [as_float_array("deepest", deepest, dtype=self.dtype)]
+        check_finite("deepest", layers[0])
         for dictionary in reversed(self._layers):
             layers.append(dictionary.synthesize(layers[-1], engine=engine))
         return layers[::-1]
