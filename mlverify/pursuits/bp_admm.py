@@ -52,7 +52,6 @@ import scipy.fft
 
 from .._validate import check_engine, check_positive_int
 from ..kernels import cpu, cpu_admm
-from ..kernels._scalar import KIND_RELU, KIND_SOFT
 from ._certificates import DualityGap, check_codes, check_dictionary, check_lam, check_signal
 from ._result import PursuitResult
 
@@ -105,7 +104,7 @@ class _ADMM:
         self.axes = tuple(range(2, 2 + d))
         self.workers = numba.get_num_threads()
         self.lam = lam
-        self.kind = KIND_RELU if nonneg else KIND_SOFT
+        self.nonneg = nonneg
 
         spec = scipy.fft.rfftn(D.filters.astype(np.float64), s=self.spatial, axes=self.axes)
         self.freq_shape = spec.shape[2:]
@@ -157,10 +156,11 @@ class _ADMM:
     def set_rho(self, rho: float) -> None:
         """Set the penalty and recompute the per-frequency Woodbury factors."""
         self.rho_value = float(rho)
-        self.rho = self.dtype.type(rho)
         self.inv_rho = self.dtype.type(1.0 / rho)
         self.beta = self.dtype.type(self.lam / rho)
+        self.low = self.dtype.type(-np.inf) if self.nonneg else -self.beta
         self.kinv = cpu_admm.woodbury_factor(self.gram, self.rho_value, self.cdtype)
+        self.rhs = self.rhs0 * self.inv_rho
 
     def rescale_rho(self, factor: float) -> None:
         """Multiply ρ by ``factor`` and the scaled dual U by ``1/factor``."""
@@ -171,12 +171,12 @@ class _ADMM:
     def step(self) -> np.ndarray:
         """One ADMM iteration; returns the sums of :data:`cpu_admm.N_SUMS` (float64)."""
         w_hat = self._fft(self.w)
-        self._solve(self.spectra, self.kinv, self.rhs0, w_hat, self.rho, self.inv_rho)
+        self._solve(self.spectra, self.kinv, self.rhs, w_hat)
         x = self._ifft(w_hat)
         rows = self.flat
         self._update(
             x.reshape(rows), self.z.reshape(rows), self.u.reshape(rows), self.w.reshape(rows),
-            self.relax, self.keep, self.beta, self.kind, sums=self.sums,
+            self.relax, self.keep, self.beta, self.low, sums=self.sums,
         )
         return self.sums.sum(axis=0)
 
