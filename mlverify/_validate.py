@@ -83,3 +83,40 @@ def window_shape(name: str, value, ndim: int) -> tuple[int, ...]:
         if len(sizes) != ndim:
             raise ValueError(f"{name} must have {ndim} entries (one per spatial axis), got {sizes}")
     return tuple(check_positive_int(name, s) for s in sizes)
+
+
+def spatial_size(name: str, value) -> tuple[int, ...]:
+    """A filter or window size: an ``int`` means 1-D, a pair ``(n1, n2)`` means 2-D."""
+    if isinstance(value, (int, np.integer)):
+        ndim = 1
+    elif isinstance(value, (tuple, list, np.ndarray)):
+        ndim = len(value)
+    else:
+        raise TypeError(f"{name} must be an int (1-D) or a pair (n1, n2) (2-D), got {value!r}")
+    if ndim not in (1, 2):
+        raise ValueError(f"{name} must be an int (1-D) or a pair (n1, n2) (2-D), got {value!r}")
+    return window_shape(name, value, ndim)
+
+
+def as_generator(rng) -> np.random.Generator:
+    """Return ``rng`` as a :class:`numpy.random.Generator` (an ``int`` is used as a seed)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ValueError(f"rng as a seed must be >= 0, got {rng}")
+        return np.random.default_rng(int(rng))
+    raise TypeError(
+        f"rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}"
+    )
+
+
+def float_dtype(dtype) -> np.dtype:
+    """Return ``dtype`` as float32 or float64, or raise ``TypeError`` naming ``dtype``."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {resolved}")
+    return resolved

@@ -30,7 +30,7 @@ from itertools import combinations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._validate import FLOAT_DTYPES, check_positive_int, window_shape
+from .._validate import as_generator, check_positive_int, float_dtype, spatial_size
 from .dictionary import ConvDictionary
 from .measures import coherence_lower_bound
 
@@ -43,43 +43,6 @@ P_SCHEDULE = (8, 32, 128, 512)
 #: Coherence treated as attained zero by :func:`low_coherence_filters` (the smooth maximum is not
 #: differentiable at zero, so L-BFGS only creeps towards it).
 ZERO = 1e-10
-
-
-def as_generator(rng) -> np.random.Generator:
-    """Return ``rng`` as a :class:`numpy.random.Generator` (an ``int`` is used as a seed)."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
-        if rng < 0:
-            raise ValueError(f"rng as a seed must be >= 0, got {rng}")
-        return np.random.default_rng(int(rng))
-    raise TypeError(
-        f"rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}"
-    )
-
-
-def float_dtype(dtype) -> np.dtype:
-    """Return ``dtype`` as float32 or float64, or raise ``TypeError`` naming ``dtype``."""
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if resolved not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {resolved}")
-    return resolved
-
-
-def _kernel(n) -> tuple[int, ...]:
-    """Filter size: an ``int`` means 1-D, a pair ``(n1, n2)`` means 2-D."""
-    ndim = 1 if isinstance(n, (int, np.integer)) else None
-    if ndim is None:
-        try:
-            ndim = len(tuple(n))
-        except TypeError:
-            raise TypeError(f"n must be an int (1-D) or a pair (n1, n2) (2-D), got {n!r}") from None
-        if ndim not in (1, 2):
-            raise ValueError(f"n must be an int (1-D) or a pair (n1, n2) (2-D), got {n!r}")
-    return window_shape("n", n, ndim)
 
 
 def _unit(filters: np.ndarray, dtype) -> ConvDictionary:
@@ -194,7 +157,7 @@ def random_filters(m: int, c: int, n, rng, dtype=np.float64) -> ConvDictionary:
     dtype : float32 or float64
     """
     m, c = check_positive_int("m", m), check_positive_int("c", c)
-    size = _kernel(n)
+    size = spatial_size("n", n)
     dtype = float_dtype(dtype)
     return _unit(as_generator(rng).standard_normal((m, c, *size)), dtype)
 
@@ -219,7 +182,7 @@ def sparse_filters(m: int, c: int, n, nnz: int, rng, dtype=np.float64) -> ConvDi
     dtype : float32 or float64
     """
     m, c = check_positive_int("m", m), check_positive_int("c", c)
-    size = _kernel(n)
+    size = spatial_size("n", n)
     nnz = check_positive_int("nnz", nnz)
     dtype = float_dtype(dtype)
     slots = c * math.prod(size)
@@ -399,7 +362,7 @@ def low_coherence_filters(
         dictionary (after a float32 cast, if any).
     """
     m, c = check_positive_int("m", m), check_positive_int("c", c)
-    size = _kernel(n)
+    size = spatial_size("n", n)
     restarts = check_positive_int("restarts", restarts)
     max_iter = check_positive_int("max_iter", max_iter)
     dtype = float_dtype(dtype)

@@ -23,19 +23,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._validate import as_float_array, check_finite, check_positive_int, window_shape
-
-
-def _sizes(name: str, size) -> tuple[int, ...]:
-    if isinstance(size, (int, np.integer)):
-        ndim = 1
-    elif isinstance(size, (tuple, list, np.ndarray)):
-        ndim = len(size)
-    else:
-        raise TypeError(f"{name} must be an int (1-D) or a pair (n1, n2) (2-D), got {size!r}")
-    if ndim not in (1, 2):
-        raise ValueError(f"{name} must be an int (1-D) or a pair (n1, n2) (2-D), got {size!r}")
-    return window_shape(name, size, ndim)
+from .._validate import as_float_array, check_finite, check_positive_int, spatial_size
 
 
 def _window_max(per_position: np.ndarray, sizes: tuple[int, ...], name: str):
@@ -79,7 +67,7 @@ def stripe_l0_inf(codes, n):
         Filter length of the dictionary that synthesises from ``codes`` (:math:`n_i` for
         :math:`\Gamma_i`).
     """
-    sizes = _sizes("n", n)
+    sizes = spatial_size("n", n)
     counts = _per_position("codes", codes, sizes, lambda a: (a != 0).astype(np.int64))
     return _window_max(counts, tuple(2 * s - 1 for s in sizes), "n (stripe side 2n - 1)")
 
@@ -90,7 +78,7 @@ def patch_l0_inf(codes, w):
     ``w`` is the next dictionary's filter length (:math:`n_{i+1}` for :math:`\Gamma_i`), ``1`` for
     the deepest layer.
     """
-    sizes = _sizes("w", w)
+    sizes = spatial_size("w", w)
     counts = _per_position("codes", codes, sizes, lambda a: (a != 0).astype(np.int64))
     return _window_max(counts, sizes, "w")
 
@@ -101,7 +89,7 @@ def patch_l2_inf(v, w):
     For noise :math:`E` on the signal use ``w = n_1`` (this is :math:`\varepsilon_L`).
     Computed in float64.
     """
-    sizes = _sizes("w", w)
+    sizes = spatial_size("w", w)
     energy = _per_position("v", v, sizes, lambda a: a.astype(np.float64) ** 2)
     return np.sqrt(_window_max(energy, sizes, "w"))
 
@@ -136,7 +124,7 @@ def coherence_lower_bound(m: int, n, c: int = 1) -> float:
     """
     m = check_positive_int("m", m)
     c = check_positive_int("c", c)
-    sizes = _sizes("n", n)
+    sizes = spatial_size("n", n)
     shifts = math.prod(2 * s - 1 for s in sizes)
     if m <= c or m * shifts == 1:
         return 0.0

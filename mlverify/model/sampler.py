@@ -29,12 +29,12 @@ import numpy as np
 
 from .._validate import (
     as_float_array,
+    as_generator,
     check_engine,
     check_finite,
     check_positive_int,
     window_shape,
 )
-from .constructions import as_generator
 from .measures import extreme_magnitudes, patch_l0_inf, patch_l2_inf, stripe_l0_inf
 from .mlcsc import MLCSC
 
