@@ -239,8 +239,10 @@ def test_history_and_statuses():
     assert res.status == "max_iter" and not res.converged and res.n_iter == 25
     assert res.certificate_kind == "relative_duality_gap"
     assert res.history["iteration"] == [0.0, 10.0, 20.0, 25.0]
-    assert res.certificate == res.history["rel_gap"][-1] > 1e-14
-    for key in ("objective", "dual", "kkt", "primal_residual", "dual_residual", "rho"):
+    assert res.certificate == res.history["relative_duality_gap"][-1] > 1e-14
+    sparse_checks = bp_admm(D, y, 0.1, tol=1e-14, max_iter=12, check_every=5)
+    assert sparse_checks.history["iteration"] == [0.0, 5.0, 10.0, 12.0]
+    for key in ("objective", "dual", "kkt", "primal_residual", "dual_residual", "rho", "time"):
         assert len(res.history[key]) == 4
 
 
@@ -262,6 +264,7 @@ def test_overflow_reports_non_finite():
         (dict(tol=-1e-3), ValueError, "tol"),
         (dict(tol=None), TypeError, "tol"),
         (dict(max_iter=0), ValueError, "max_iter"),
+        (dict(check_every=0), ValueError, "check_every"),
         (dict(rho=0.0), ValueError, "rho"),
         (dict(rho=np.inf), ValueError, "rho"),
         (dict(x0=np.zeros((2, 16))), ValueError, "x0 must have shape"),
@@ -275,3 +278,20 @@ def test_bad_arguments_are_named(kwargs, error, match):
     options = {k: v for k, v in kwargs.items() if k not in ("D", "y", "lam")}
     with pytest.raises(error, match=match):
         bp_admm(args["D"], args["y"], args["lam"], **options)
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_fista_and_admm_agree(nonneg):
+    from mlverify.pursuits.basis_pursuit import basis_pursuit
+
+    D, y = _problem(9, c=2, spatial=(12, 10), n=(3, 3), m=4, batch=(2,))
+    lam = 0.1
+    fista = basis_pursuit(D, y, lam, nonneg=nonneg, tol=1e-10, solver="fista")
+    admm = bp_admm(D, y, lam, nonneg=nonneg, tol=1e-10)
+    assert fista.status == admm.status == "converged"
+    f_fista = bp_objective(D, y, fista.codes[0], lam)
+    f_admm = bp_objective(D, y, admm.codes[0], lam)
+    assert f_admm == pytest.approx(f_fista, rel=2e-10)
+    np.testing.assert_allclose(admm.codes[0], fista.codes[0], atol=1e-4)
+    via_dispatcher = basis_pursuit(D, y, lam, nonneg=nonneg, tol=1e-10, solver="admm")
+    np.testing.assert_array_equal(via_dispatcher.codes[0], admm.codes[0])
