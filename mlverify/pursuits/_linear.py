@@ -134,7 +134,8 @@ class ConvChain(Operator):
         view = values.reshape((1, channels) + (1,) * (3 - values.ndim) + values.shape[1:])
         out = np.empty_like(view)
         kind = KINDS["relu" if nonneg else "soft"]
-        cpu.threshold(view, np.full(channels, beta, dtype=values.dtype), kind, out)
+        with cpu.threads_for(values.size):
+            cpu.threshold(view, np.full(channels, beta, dtype=values.dtype), kind, out)
         return out.reshape(values.shape)
 
     def response(self) -> np.ndarray:
