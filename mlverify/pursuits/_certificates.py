@@ -64,7 +64,12 @@ _UNIT_ROUNDOFF = 2.0**-53
 
 
 def check_lam(name: str, lam) -> float:
-    """Return ``lam`` as a finite float ``>= 0`` or raise (``TypeError`` for non-scalars)."""
+    """Return ``lam`` as a finite float ``>= 0`` or raise (``TypeError`` for non-scalars).
+
+    Python and NumPy real scalars and 0-d real arrays are accepted.
+    """
+    if isinstance(lam, np.ndarray) and lam.ndim == 0 and lam.dtype.kind in "iuf":
+        lam = lam.item()
     if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, (int, float, np.integer,
                                                                   np.floating)):
         raise TypeError(f"{name} must be a real scalar, got {type(lam).__name__}")

@@ -3,8 +3,8 @@ r"""Layered basis pursuit (THEORY.md §3, theorem LBP).
 .. math::
 
     \hat\Gamma_0 = Y,\qquad
-    \hat\Gamma_i = \arg\min_\Gamma\ \tfrac12\|\hat\Gamma_{i-1} - D_i\Gamma\|_2^2 + \xi_i\|\Gamma\|_1,
-    \quad i = 1, \dots, K
+    \hat\Gamma_i = \arg\min_\Gamma\ \tfrac12\|\hat\Gamma_{i-1} - D_i\Gamma\|_2^2
+    + \xi_i\|\Gamma\|_1,\quad i = 1, \dots, K
 
 (Papyan, Romano, Elad, JMLR 2017), each layer solved by :func:`basis_pursuit` to a certified
 relative duality gap.

@@ -234,6 +234,9 @@ def test_bad_arguments_raise():
         basis_pursuit(D, y, np.inf)
     with pytest.raises(TypeError, match="lam"):
         basis_pursuit(D, y, np.ones(3))
+    with pytest.raises(TypeError, match="lam"):
+        basis_pursuit(D, y, "0.1")
+    assert basis_pursuit(D, y, np.array(lam)).codes[0].shape == (3, 20)
     with pytest.raises(ValueError, match="tol"):
         basis_pursuit(D, y, lam, tol=0)
     with pytest.raises(ValueError, match="max_iter"):
