@@ -223,7 +223,9 @@ def bp_admm(
     y : ndarray, shape ``(..., c, *S)``
         Signal(s), same dtype as ``D``.
     lam : float
-        :math:`\lambda \ge 0`.
+        :math:`\lambda \ge 0`. With :math:`\lambda = 0` the certified dual value is 0 in
+        general (the dual feasible set is :math:`D^T\nu = 0`), so no relative certificate exists
+        and the solver runs to ``max_iter``.
     nonneg : bool
         Add the constraint :math:`\Gamma \ge 0` (non-negative soft threshold).
     tol : float
@@ -264,8 +266,14 @@ def bp_admm(
     if x0 is not None:
         x0 = check_codes(D, "x0", x0, y)
 
-    certificate = DualityGap(D, y, lam, nonneg=bool(nonneg), engine=engine)
     coefficients = y.size // D.n_channels * D.n_atoms
+    if coefficients == 0:  # an empty batch: nothing to solve
+        codes = np.zeros((*y.shape[: -D.spatial_ndim - 1], D.n_atoms, *y.shape[-D.spatial_ndim:]),
+                         D.dtype)
+        return PursuitResult(codes=[codes], n_iter=0, converged=True, certificate=0.0,
+                             certificate_kind="relative_duality_gap", status="exact",
+                             message="empty batch")
+    certificate = DualityGap(D, y, lam, nonneg=bool(nonneg), engine=engine)
     with cpu.threads_for(coefficients * (D.n_channels + 2)):  # small problems: one thread
         state = _ADMM(D, y, lam, bool(nonneg), engine, rho, x0)
         return _iterate(state, certificate, tol, max_iter, check_every)

@@ -233,6 +233,18 @@ def test_zero_is_optimal_above_lambda_max():
     assert not res.codes[0].any()
 
 
+def test_empty_batch_and_more_channels_than_atoms():
+    D, y = _problem(12, c=3, m=2, spatial=(16,), n=(4,), batch=(0,))
+    empty = bp_admm(D, y, 0.1)
+    assert empty.status == "exact" and empty.codes[0].shape == (0, 2, 16)
+    D, y = _problem(12, c=3, m=2, spatial=(16,), n=(4,))  # Woodbury factor larger than m x m
+    res = bp_admm(D, y, 0.1, tol=1e-10)
+    reference = _lbfgs_reference(D, y, 0.1, nonneg=False)
+    assert res.status == "converged"
+    assert bp_objective(D, y, res.codes[0], 0.1) == pytest.approx(
+        bp_objective(D, y, reference, 0.1), rel=1e-9)
+
+
 def test_history_and_statuses():
     D, y = _problem(6, c=1, spatial=(20,))
     res = bp_admm(D, y, 0.1, tol=1e-14, max_iter=25)
