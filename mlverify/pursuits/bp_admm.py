@@ -75,17 +75,6 @@ _FREQ_BLOCK = 512
 _UPDATE_BLOCK = 8192
 
 
-def _check_scalar(name: str, value, *, positive: bool) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{name} must be a real scalar, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {value}")
-    return value
-
-
 def _block(tasks: int, size: int, block: int) -> int:
     """Block length so that ``tasks`` rows give at least 4 blocks per thread, at most ``block``."""
     wanted = 4 * numba.get_num_threads()
@@ -258,11 +247,11 @@ def bp_admm(
     lam = check_lam("lam", lam)
     if not isinstance(nonneg, (bool, np.bool_)):
         raise TypeError(f"nonneg must be a bool, got {type(nonneg).__name__}")
-    tol = _check_scalar("tol", tol, positive=False)
+    tol = check_lam("tol", tol)
     max_iter = check_positive_int("max_iter", max_iter)
     check_every = check_positive_int("check_every", check_every)
-    if rho is not None:
-        rho = _check_scalar("rho", rho, positive=True)
+    if rho is not None and check_lam("rho", rho) == 0:
+        raise ValueError("rho must be > 0, got 0")
     if x0 is not None:
         x0 = check_codes(D, "x0", x0, y)
 
