@@ -25,8 +25,11 @@ The stopping rule is a rigorous **duality gap**. The dual of the generalised las
 (:math:`v_i \ge -\lambda_i` instead of the box for the non-negative problem). From the iterate,
 :math:`\theta = Ax - y` and the ADMM multipliers :math:`\hat v_i = -\rho w_i`; the correction
 :math:`v_i = \hat v_i + B_i c`, :math:`(\sum_i B_i^TB_i)c = A^T\theta - \sum_i B_i^T\hat v_i`,
-makes the equality exact, and a common scaling :math:`s \in [0, s_{\max}]` (the best one for the
-dual objective) makes the boxes hold. ``F(x) - dual`` then bounds ``F(x) - F_opt`` from above.
+makes the equality exact (after a few rounds of alternating projection between the boxes and
+this affine set, which bring the estimate close to both), and a common scaling
+:math:`s \in [0, s_{\max}]` (the best one for the dual objective) makes the boxes hold.
+``F(x) - dual`` then bounds ``F(x) - F_opt`` from above; the solver keeps the best primal point
+and the best dual value seen, both valid bounds.
 """
 
 from __future__ import annotations
@@ -39,9 +42,13 @@ from .._validate import as_float_array, check_finite, check_positive_int
 from ._linear import Operator, layer_operators, normal_solver, suffix_products
 from ._result import PursuitResult
 
-#: ADMM adapts ρ by residual balancing (Boyd et al. 2011, §3.4.1) only before this iteration, so
-#: that the fixed-ρ convergence theory applies afterwards.
-ADAPT_UNTIL = 2000
+#: ADMM adapts ρ by residual balancing (Boyd et al. 2011, §3.4.1) at iterations whose spacing
+#: grows geometrically by this factor (from ``check_every``), so ρ changes finitely often per
+#: decade of iterations and the fixed-ρ convergence theory applies between changes.
+ADAPT_GROWTH = 1.5
+#: Rounds of alternating projection (box, then the affine set) applied to the dual estimate
+#: before the final scaling: they bring the common scale s close to 1, so the lower bound is tight.
+DUAL_ROUNDS = 3
 
 
 def check_lams(lams, n_layers: int, *, positive: bool) -> np.ndarray:
@@ -146,11 +153,13 @@ def generalized_lasso_admm(
     Returns
     -------
     x : ndarray
-        The final iterate (float64).
+        The checked iterate with the smallest objective (the last checked one with ``nonneg``),
+        float64.
     result : PursuitResult
         ``codes`` empty (the callers fill them); certificate ``relative_duality_gap``; history
-        ``iteration``, ``objective``, ``dual_objective``, ``relative_gap``, ``rho``,
-        ``violation``.
+        per check: ``iteration``, ``objective`` (best so far, :math:`F` of the returned point at
+        the end), ``dual_objective`` (best lower bound so far), ``relative_gap`` (of these two),
+        ``rho``, ``violation``.
     """
     rho = max(A.norm() ** 2, np.finfo(np.float64).tiny)
     solve = normal_solver([A, *Bs], [1.0] + [rho] * len(Bs))
@@ -164,7 +173,8 @@ def generalized_lasso_admm(
         "violation": [],
     }
     status, gap = "max_iter", float("inf")
-    it = 0
+    best_primal, best_dual, best_x = np.inf, -np.inf, x
+    it, next_adapt, period = 0, check_every, float(check_every)
     for it in range(1, max_iter + 1):
         rhs = aty + rho * sum(B.adjoint(ui - wi) for B, ui, wi in zip(Bs, u, w, strict=True))
         x = solve(rhs)
@@ -179,14 +189,20 @@ def generalized_lasso_admm(
             status = "non-finite"
             break
         primal, dual = _gap(A, Bs, lams, y, x, bx, w, rho, correct, nonneg)
-        gap = (primal - dual) / max(abs(primal), np.finfo(np.float64).tiny)
         violation = _violation(bx) if nonneg else 0.0
-        for key, value in zip(history, (it, primal, dual, gap, rho, violation), strict=True):
+        if nonneg or primal <= best_primal:
+            best_primal, best_x = primal, x
+        best_dual = max(best_dual, dual)
+        gap = (best_primal - best_dual) / max(abs(best_primal), np.finfo(np.float64).tiny)
+        for key, value in zip(history, (it, best_primal, best_dual, gap, rho, violation),
+                              strict=True):
             history[key].append(float(value))
         if abs(gap) <= tol and violation <= tol:
             status = "converged"
             break
-        if it < ADAPT_UNTIL:
+        if it >= next_adapt:
+            period *= ADAPT_GROWTH
+            next_adapt = it + int(period)
             r_primal = np.sqrt(sum(np.vdot(b - c, b - c) for b, c in zip(bx, u, strict=True)))
             change = sum(B.adjoint(c - o) for B, c, o in zip(Bs, u, u_old, strict=True))
             r_dual = rho * np.linalg.norm(change)
@@ -200,6 +216,8 @@ def generalized_lasso_admm(
         "max_iter": f"max_iter={max_iter} reached with relative duality gap {gap:.3e}",
         "non-finite": f"non-finite iterate at iteration {it}",
     }
+    if status != "non-finite":
+        x = best_x
     result = PursuitResult(
         codes=[], n_iter=it, converged=status == "converged", certificate=float(gap),
         certificate_kind="relative_duality_gap", history=history, status=status,
@@ -219,10 +237,15 @@ def _gap(A, Bs, lams, y, x, bx, w, rho, correct, nonneg) -> tuple[float, float]:
     primal = 0.5 * float(np.vdot(theta, theta)) + sum(
         lam * float(np.abs(b).sum()) for lam, b in zip(lams, bx, strict=True)
     )
+    aty = A.adjoint(theta)
     v = [-rho * wi for wi in w]
-    mismatch = A.adjoint(theta) - sum(B.adjoint(vi) for B, vi in zip(Bs, v, strict=True))
-    c = correct(mismatch)
-    v = [vi + B.forward(c) for B, vi in zip(Bs, v, strict=True)]
+    for rounds in range(DUAL_ROUNDS + 1):
+        if rounds:
+            v = [np.clip(vi, -lam, None if nonneg else lam) for vi, lam in
+                 zip(v, lams, strict=True)]
+        mismatch = aty - sum(B.adjoint(vi) for B, vi in zip(Bs, v, strict=True))
+        c = correct(mismatch)
+        v = [vi + B.forward(c) for B, vi in zip(Bs, v, strict=True)]
     scale = np.inf
     for lam, vi in zip(lams, v, strict=True):
         largest = float(np.max(-vi)) if nonneg else float(np.max(np.abs(vi)))
