@@ -19,6 +19,7 @@ normal matrix is an ``m x m`` Hermitian matrix per frequency, ``m`` the input ch
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -44,24 +45,24 @@ def soft_threshold(values: np.ndarray, beta: float, nonneg: bool) -> np.ndarray:
     )
 
 
-class Operator:
+class Operator(ABC):
     """A real linear map with its adjoint; subclasses define the arrays' shapes and the maps."""
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     dtype: np.dtype
 
-    def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+    @abstractmethod
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """``C x``."""
-        raise TypeError(f"{type(self).__name__} does not define forward")
 
-    def adjoint(self, v: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+    @abstractmethod
+    def adjoint(self, v: np.ndarray) -> np.ndarray:
         """``C^T v``."""
-        raise TypeError(f"{type(self).__name__} does not define adjoint")
 
-    def norm(self) -> float:  # pragma: no cover - interface
+    @abstractmethod
+    def norm(self) -> float:
         """Exact spectral norm ``||C||_2``."""
-        raise TypeError(f"{type(self).__name__} does not define norm")
 
     def shrink(self, values: np.ndarray, beta: float, nonneg: bool) -> np.ndarray:
         """Soft threshold of an array of the input space (NumPy unless a subclass knows better)."""

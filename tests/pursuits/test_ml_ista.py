@@ -76,6 +76,46 @@ def test_first_step_is_layered_soft_thresholding_conv(engine):
     np.testing.assert_allclose(result.codes[-1].ravel(), expected, rtol=1e-12, atol=1e-14)
 
 
+# ------------------------------------------------------------------ L-layer recursion, momentum
+def numpy_ml_ista(mats, y, lams, steps, n_iter, momentum):
+    """Plain NumPy ML-(F)ISTA: backward sweep, forward sweep with c_i = μ_i/μ_{i-1} (μ_0 = 1)."""
+    gamma = previous = np.zeros(mats[-1].shape[1])
+    tk = 1.0
+    for _ in range(n_iter):
+        point = gamma
+        if momentum:
+            tk_next = (1 + np.sqrt(1 + 4 * tk * tk)) / 2
+            point = gamma + (tk - 1) / tk_next * (gamma - previous)
+            tk = tk_next
+        projected = [point]
+        for m in mats[:0:-1]:
+            projected.insert(0, m @ projected[0])
+        layer, step_before = y, 1.0
+        for m, base, step, lam in zip(mats, projected, steps, lams, strict=True):
+            layer = soft(base - step / step_before * m.T @ (m @ base - layer), step * lam)
+            step_before = step
+        previous, gamma = gamma, layer
+    return gamma
+
+
+@pytest.mark.parametrize(("depth", "momentum"), [(3, False), (3, True), (2, True), (4, False)])
+def test_iteration_matches_numpy_recursion(depth, momentum):
+    mats, y = dense_chain(11, sizes=(12, 15, 10, 8, 6)[: depth + 1])
+    lams = [0.05] * depth
+    norms2 = [np.linalg.norm(m, 2) ** 2 for m in mats]
+    mu = [0.5 / norms2[0]]
+    for n2 in norms2[1:-1]:
+        mu.append(0.7 * mu[-1] / n2)
+    t = 0.8 * 4 * mu[-1] / (3 * norms2[-1])
+    solver = ml_fista if momentum else ml_ista
+    result = solver(mats, y, lams, mu=mu, t=t, max_iter=25)
+    expected = numpy_ml_ista(mats, y, lams, [*mu, t], 25, momentum)
+    np.testing.assert_allclose(result.codes[-1], expected, rtol=1e-11, atol=1e-13)
+    for i in range(depth - 1):
+        np.testing.assert_allclose(result.codes[i], mats[i + 1] @ result.codes[i + 1],
+                                   rtol=1e-12, atol=1e-14)
+
+
 # ------------------------------------------------------------------ engines, dtypes, conv = dense
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("solver", [ml_ista, ml_fista])

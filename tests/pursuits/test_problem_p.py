@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlverify import MLCSC, ConvDictionary
+from mlverify.pursuits._linear import ConvChain, MatrixOperator, normal_solver, suffix_products
 from mlverify.pursuits.problem_p import ml_objective, solve_problem_p
 
 
@@ -143,3 +144,29 @@ def test_validation_and_max_iter():
     assert short.status == "max_iter" and not short.converged
     assert short.history["iteration"] == [5.0, 10.0, 15.0, 20.0]
     assert all(g >= -1e-15 for g in short.history["relative_gap"])
+
+
+@pytest.mark.parametrize("shape", [(12,), (5, 6)])
+def test_dft_normal_solver_and_norm_match_dense(shape):
+    """The per-frequency solves and chain norms equal dense linear algebra on to_dense."""
+    rng = np.random.default_rng(6)
+    taps = (3,) if len(shape) == 1 else (2, 3)
+    d1 = ConvDictionary(rng.standard_normal((3, 2, *taps)))
+    d2 = ConvDictionary(rng.standard_normal((4, 3, *taps)))
+    chains = [ConvChain(layers, shape, "numpy", 4, np.float64) for layers in ([d1, d2], [d2], [])]
+    dense = [d1.to_dense(shape) @ d2.to_dense(shape), d2.to_dense(shape)]
+    dense.append(np.eye(dense[1].shape[1]))
+    weights = [1.0, 0.7, 0.3]
+    b = rng.standard_normal((4, *shape))
+    solved = normal_solver(chains, weights)(b)
+    normal = sum(w * m.T @ m for w, m in zip(weights, dense, strict=True))
+    atol = 1e-11 * np.abs(solved).max()
+    np.testing.assert_allclose(solved.ravel(), np.linalg.solve(normal, b.ravel()), atol=atol)
+    dense_solved = normal_solver([MatrixOperator(m) for m in dense], weights)(b.ravel())
+    np.testing.assert_allclose(dense_solved, solved.ravel(), atol=atol)
+    for chain, m in zip(chains, dense, strict=True):
+        assert chain.norm() == pytest.approx(np.linalg.norm(m, 2), rel=1e-10)
+        np.testing.assert_allclose(chain.forward(b).ravel(), m @ b.ravel(), rtol=1e-12)
+    tails = suffix_products([ConvChain([d], shape, "cpu", d.n_atoms, np.float64) for d in (d1, d2)])
+    np.testing.assert_allclose(tails[0].forward(b).ravel(), dense[0] @ b.ravel(), rtol=1e-12)
+    np.testing.assert_array_equal(tails[2].forward(b), b)
