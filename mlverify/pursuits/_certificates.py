@@ -149,7 +149,7 @@ class DualityGap:
         gamma = terms * _UNIT_ROUNDOFF / (1.0 - terms * _UNIT_ROUNDOFF)
         atom_l1 = np.abs(self._d64.filters).reshape(D.n_atoms, -1).sum(axis=1).max()
         self._rounding = 1.01 * gamma * float(atom_l1)
-        self._yflat = self._y64.reshape(self._batch, -1)
+        self._yflat = self._flat(self._y64)
 
     @functools.cached_property
     def _dty(self) -> np.ndarray:
@@ -157,7 +157,8 @@ class DualityGap:
         return self._flat(self._d64.analyze(self._y64, engine=self.engine))
 
     def _flat(self, array: np.ndarray) -> np.ndarray:
-        return array.reshape(self._batch, -1)
+        """``(batch, everything else)``; an empty batch gives an empty ``(0, 0)`` array."""
+        return array.reshape(self._batch, -1) if self._batch else array.reshape(0, 0)
 
     @property
     def lam_max(self) -> float:
@@ -165,6 +166,8 @@ class DualityGap:
 
         :math:`\max_b \|D^Ty_b\|_\infty` (:math:`\max(0, \max_j (D^Ty)_j)` when non-negative).
         """
+        if self._dty.size == 0:
+            return 0.0
         if self.nonneg:
             return max(0.0, float(self._dty.max()))
         return float(np.abs(self._dty).max())
@@ -193,6 +196,8 @@ class DualityGap:
         :func:`relative_duality_gap` and :func:`kkt_residual`).
         """
         codes64 = self._codes64(codes)
+        if codes64.size == 0:  # an empty batch: nothing to certify
+            return {"primal": 0.0, "dual": 0.0, "rel_gap": 0.0, "kkt": 0.0}
         r = self._residual(codes64)
         g = self._d64.analyze(r, engine=self.engine)
         flat_codes = self._flat(codes64)
@@ -218,7 +223,7 @@ class DualityGap:
         lam = self.lam
         off_dist = np.maximum(g - lam, 0.0) if self.nonneg else np.maximum(np.abs(g) - lam, 0.0)
         dist = np.where(codes64 != 0, np.abs(g - lam * np.sign(codes64)), off_dist)
-        return float(dist.max())
+        return float(dist.max()) if dist.size else 0.0
 
     def evaluate(self, codes) -> tuple[float, float, float]:
         """``(primal, dual, rel_gap)`` of ``codes``; see :func:`relative_duality_gap`."""

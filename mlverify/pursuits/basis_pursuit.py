@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 from .._validate import check_engine, check_positive_int
+from ..kernels import cpu
 from ._certificates import DualityGap, check_codes
 from ._result import PursuitResult
 from .threshold import _threshold
@@ -126,16 +127,19 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
 
         return bp_admm(D, y, lam, nonneg=nonneg, tol=tol, max_iter=max_iter, engine=engine,
                        x0=x0)
-    if lam >= certificate.lam_max:
+    if y.size == 0 or lam >= certificate.lam_max:
         zeros = np.zeros((*y.shape[: -D.spatial_ndim - 1], D.n_atoms, *y.shape[-D.spatial_ndim:]),
                          D.dtype)
         gap = certificate.evaluate(zeros)[2]
         return PursuitResult(
             codes=[zeros], n_iter=0, converged=True, certificate=gap,
             certificate_kind="relative_duality_gap", status="exact",
-            message=f"lam >= lam_max = {certificate.lam_max:.6g}: Gamma = 0 is optimal",
+            message="empty batch" if y.size == 0 else
+            f"lam >= lam_max = {certificate.lam_max:.6g}: Gamma = 0 is optimal",
         )
-    return _fista(D, certificate, tol, max_iter, check_every, engine, x0)
+    work = y.size * D.n_atoms * math.prod(D.kernel_size)  # multiply-adds per operator
+    with cpu.threads_for(work):  # small problems: one thread (no parallel start-up per kernel)
+        return _fista(D, certificate, tol, max_iter, check_every, engine, x0)
 
 
 def _fista(D, certificate: DualityGap, tol: float, max_iter: int, check_every: int, engine: str,

@@ -180,6 +180,16 @@ def test_zero_signal_gives_zero_codes_and_zero_gap():
     assert relative_duality_gap(D, np.zeros_like(y), np.zeros((3, 20)), 0.1) == (0.0, 0.0, 0.0)
 
 
+def test_empty_batch_returns_empty_codes():
+    D, _, lam = make_problem((3, 1, 5), (20,), seed=13)
+    empty = np.zeros((0, 1, 20))
+    result = basis_pursuit(D, empty, lam)
+    assert result.codes[0].shape == (0, 3, 20) and result.status == "exact"
+    assert result.certificate == 0.0
+    assert relative_duality_gap(D, empty, np.zeros((0, 3, 20)), lam) == (0.0, 0.0, 0.0)
+    assert kkt_residual(D, empty, np.zeros((0, 3, 20)), lam) == 0.0
+
+
 def test_batch_is_a_set_of_independent_problems():
     rng = np.random.default_rng(8)
     D = ConvDictionary(rng.standard_normal((3, 1, 4))).normalized()
