@@ -114,6 +114,17 @@ def check_codes(D: ConvDictionary, name: str, codes, y: np.ndarray) -> np.ndarra
     return codes
 
 
+def relative_gap(primal: float, dual: float) -> float:
+    """``(primal - dual) / dual`` for a primal value and a certified lower bound ``dual``.
+
+    ``0`` when both are zero (:math:`F_{opt} = 0` attained), ``inf`` when ``dual <= 0 < primal``
+    (no relative certificate exists); clipped at 0 against rounding.
+    """
+    if dual > 0:
+        return max(primal - dual, 0.0) / dual
+    return 0.0 if primal == 0 else math.inf
+
+
 class DualityGap:
     r"""Duality-gap and KKT certificates of one (batched) basis-pursuit problem.
 
@@ -212,12 +223,8 @@ class DualityGap:
         dual_r = self._ray_dual(rflat, self._flat(g))
         dual_y = self._ray_dual(self._yflat, self._dty)
         dual = float(np.maximum(np.maximum(dual_r, dual_y), 0.0).sum())
-        if dual > 0:
-            rel_gap = max(primal - dual, 0.0) / dual
-        else:
-            rel_gap = 0.0 if primal == 0 else math.inf
         kkt = math.inf if infeasible else self._kkt(codes64, g)
-        return {"primal": primal, "dual": dual, "rel_gap": rel_gap, "kkt": kkt}
+        return {"primal": primal, "dual": dual, "rel_gap": relative_gap(primal, dual), "kkt": kkt}
 
     def _kkt(self, codes64: np.ndarray, g: np.ndarray) -> float:
         lam = self.lam

@@ -24,7 +24,8 @@ non-negative).
 The stopping rule is a **certificate**, not an iteration count: every ``check_every`` iterations
 the relative duality gap of :math:`x_k` is computed (float64, see
 :mod:`mlverify.pursuits._certificates`) and the solver stops once it is ``<= tol``, which proves
-:math:`F(\hat\Gamma) \le F_{opt}(1 + tol)` (DESIGN.md §3). ``max_iter`` is only a safety net.
+:math:`F(\hat\Gamma) \le F_{opt}(1 + tol)` (DESIGN.md §3); the best dual value of all checks
+is kept (each is a lower bound of :math:`F_{opt}`). ``max_iter`` is only a safety net.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 
 from .._validate import check_engine, check_positive_int
 from ..kernels import cpu
-from ._certificates import DualityGap, check_codes
+from ._certificates import DualityGap, check_codes, relative_gap
 from ._result import PursuitResult
 from .threshold import _threshold
 
@@ -98,7 +99,8 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
     PursuitResult
         ``codes = [Γ̂]``; ``certificate`` the certified relative duality gap of Γ̂
         (``certificate_kind = "relative_duality_gap"``); ``history`` with, at every check,
-        ``iteration``, ``objective``, ``dual``, ``relative_duality_gap``, ``kkt`` (∞-norm
+        ``iteration``, ``objective``, ``dual`` (the best certified lower bound of
+        :math:`F_{opt}` so far), ``relative_duality_gap``, ``kkt`` (∞-norm
         optimality residual), ``restarts`` (cumulative) and ``time`` (seconds since the start).
         ``status`` is ``"converged"``, ``"max_iter"``, ``"diverged"`` (objective blew up) or
         ``"non-finite"`` (the last finite iterate is returned).
@@ -163,6 +165,10 @@ def _fista(D, certificate: DualityGap, tol: float, max_iter: int, check_every: i
 
     def check(iteration: int) -> dict[str, float]:
         values = certificate.certificates(x)
+        if history["dual"] and history["dual"][-1] > values["dual"]:
+            # every dual value is a lower bound of F_opt: keep the best one found so far
+            values["dual"] = history["dual"][-1]
+            values["rel_gap"] = relative_gap(values["primal"], values["dual"])
         for key, value in (("iteration", iteration), ("objective", values["primal"]),
                            ("dual", values["dual"]), ("relative_duality_gap", values["rel_gap"]),
                            ("kkt", values["kkt"]), ("restarts", restarts),

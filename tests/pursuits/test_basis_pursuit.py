@@ -93,6 +93,12 @@ def test_fista_float64_reaches_the_independent_optimum(problem, nonneg):
     assert history["iteration"][-1] == result.n_iter
     assert history["relative_duality_gap"][-1] == result.certificate
     assert len({len(v) for v in history.values()}) == 1
+    duals = history["dual"]
+    assert all(np.diff(duals) >= 0)  # the best bound is kept
+    assert duals[-1] <= f_opt * (1 + 1e-13)
+    for p, d, gap in zip(history["objective"], duals, history["relative_duality_gap"],
+                         strict=True):
+        assert gap == pytest.approx((p - d) / d, rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize("nonneg", [False, True])
