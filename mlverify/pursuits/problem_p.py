@@ -189,6 +189,9 @@ def generalized_lasso_admm(
             status = "non-finite"
             break
         primal, dual = _gap(A, Bs, lams, y, x, bx, w, rho, correct, nonneg)
+        if not np.isfinite(primal):
+            status = "non-finite"
+            break
         violation = _violation(bx) if nonneg else 0.0
         if nonneg or primal <= best_primal:
             best_primal, best_x = primal, x
@@ -214,7 +217,7 @@ def generalized_lasso_admm(
     messages = {
         "converged": f"relative duality gap {gap:.3e} within tol {tol:.1e} after {it} iterations",
         "max_iter": f"max_iter={max_iter} reached with relative duality gap {gap:.3e}",
-        "non-finite": f"non-finite iterate at iteration {it}",
+        "non-finite": f"non-finite iterate or objective at iteration {it}",
     }
     if status != "non-finite":
         x = best_x

@@ -170,3 +170,12 @@ def test_dft_normal_solver_and_norm_match_dense(shape):
     tails = suffix_products([ConvChain([d], shape, "cpu", d.n_atoms, np.float64) for d in (d1, d2)])
     np.testing.assert_allclose(tails[0].forward(b).ravel(), dense[0] @ b.ravel(), rtol=1e-12)
     np.testing.assert_array_equal(tails[2].forward(b), b)
+
+
+def test_non_finite_is_reported():
+    """Finite inputs whose objective overflows float64 give status "non-finite", not garbage."""
+    rng = np.random.default_rng(7)
+    mats = [rng.standard_normal((5, 4)), rng.standard_normal((4, 3))]
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = solve_problem_p(mats, np.full(5, 1e200), [0.1, 0.1], max_iter=50)
+    assert result.status == "non-finite" and not result.converged
