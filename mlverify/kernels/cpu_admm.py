@@ -29,11 +29,11 @@ For ``c = 1`` this is exactly Sherman–Morrison (:math:`K_k = 1/(\rho + \|a_k\|
 non-negative soft threshold, :math:`\beta = \lambda/\rho`), :math:`u \leftarrow u + x_r - z`,
 and the next FFT input :math:`w = z - u`, together with the sums the residuals need.
 
-Every kernel has a NumPy oracle with the same arguments (``*_reference``), used by the ``numpy``
-engine and by the tests. Parallel tasks own disjoint blocks of the output (no races); reductions
-are written per task and summed by the caller. Complex arithmetic runs in ``complex64`` for
-``float32`` problems and ``complex128`` for ``float64`` ones; the callers pass scalars already
-cast to the working dtype so nothing is promoted.
+Every kernel has a NumPy oracle (``*_reference``, same arguments less ``block``) used by the
+``numpy`` engine and by the tests. Parallel tasks own disjoint blocks of the output (no races);
+reductions are written per task and summed by the caller. Complex arithmetic runs in
+``complex64`` for ``float32`` problems and ``complex128`` for ``float64`` ones; the callers pass
+scalars already cast to the working dtype so nothing is promoted.
 """
 
 from __future__ import annotations
