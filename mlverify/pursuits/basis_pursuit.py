@@ -37,7 +37,7 @@ import numpy as np
 
 from .._validate import check_engine, check_positive_int
 from ..kernels import cpu
-from ._certificates import DualityGap, check_codes, relative_gap
+from ._certificates import DualityGap, check_codes, inner, relative_gap
 from ._result import PursuitResult
 from .threshold import _threshold
 
@@ -159,7 +159,7 @@ def _fista(D, certificate: DualityGap, tol: float, max_iter: int, check_every: i
     t = 1.0
     history: dict[str, list[float]] = {key: [] for key in (
         "iteration", "objective", "dual", "relative_duality_gap", "kkt", "restarts", "time")}
-    reference = max(certificate.objective(x), 0.5 * float(np.vdot(y, y).real))
+    reference = max(certificate.objective(x), 0.5 * inner(y, y))
     restarts = 0
     start = time.perf_counter()
 
@@ -189,7 +189,7 @@ def _fista(D, certificate: DualityGap, tol: float, max_iter: int, check_every: i
         update += z
         x_new = _threshold(update, beta, kind, engine)
         dx = x_new - x
-        progress = float(np.vdot(z - x_new, dx))
+        progress = inner(z - x_new, dx)
         if not math.isfinite(progress):
             status, message = "non-finite", f"non-finite iterate at iteration {iteration}"
             iteration -= 1
