@@ -54,8 +54,10 @@ def test_admm_matches_brute_force(seed, nonneg):
     assert result.converged and result.status == "converged"
     upper = result.history["objective"][-1]
     lower = result.history["dual_objective"][-1]
-    assert lower <= exact * (1 + 1e-12) + 1e-14
-    assert upper >= exact * (1 - 1e-12) - 1e-14
+    # The enumeration accepts constraint slack of 1e-12 (non-negative case) and solves KKT systems
+    # in floating point: it is exact to ~1e-11 relative, so the bracket is checked at 1e-10.
+    assert lower <= exact * (1 + 1e-10)
+    assert upper >= exact * (1 - 1e-10)
     assert abs(upper - exact) <= 1e-8 * exact
     np.testing.assert_allclose(result.codes[-1], gamma, atol=1e-5)
     np.testing.assert_allclose(result.codes[0], d2 @ result.codes[-1], rtol=1e-12, atol=1e-15)
