@@ -6,7 +6,7 @@ import types
 import numpy as np
 import pytest
 import scipy.optimize
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mlverify import ConvDictionary
@@ -128,7 +128,6 @@ def test_certificate_bounds_the_true_gap_along_the_iterations(problem):
 _HONESTY = {}
 
 
-@settings(max_examples=25)
 @given(seed=st.integers(0, 2**32 - 1), density=st.floats(0, 1), scale=st.floats(0, 3),
        nonneg=st.booleans(), frac=st.sampled_from((0.05, 0.5, 0.95)))
 def test_relative_duality_gap_is_an_upper_bound_for_any_codes(seed, density, scale, nonneg, frac):
