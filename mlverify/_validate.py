@@ -62,6 +62,34 @@ def check_engine(engine: str, available: tuple[str, ...] = ENGINES) -> str:
     return "cpu" if engine == "auto" else engine
 
 
+def _real_scalar(name: str, value) -> float:
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a real scalar, got {type(value).__name__}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(name: str, value) -> float:
+    """Return a finite real scalar ``>= 0`` (Python, NumPy or 0-d array) as float, or raise."""
+    result = _real_scalar(name, value)
+    if result < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return result
+
+
+def check_positive(name: str, value) -> float:
+    """Return a finite real scalar ``> 0`` as float, or raise."""
+    result = _real_scalar(name, value)
+    if result <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return result
+
+
 def check_positive_int(name: str, value, *, minimum: int = 1) -> int:
     """Return ``value`` as an int ``>= minimum`` or raise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):

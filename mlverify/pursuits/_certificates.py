@@ -57,61 +57,11 @@ import math
 
 import numpy as np
 
-from .._validate import as_float_array, check_engine, check_finite
+from .._validate import check_engine, check_nonnegative
 from ..model.dictionary import ConvDictionary
+from ._checks import check_codes, check_dictionary, check_signal
 
 _UNIT_ROUNDOFF = 2.0**-53
-
-
-def check_lam(name: str, lam) -> float:
-    """Return ``lam`` as a finite float ``>= 0`` or raise (``TypeError`` for non-scalars).
-
-    Python and NumPy real scalars and 0-d real arrays are accepted.
-    """
-    if isinstance(lam, np.ndarray) and lam.ndim == 0 and lam.dtype.kind in "iuf":
-        lam = lam.item()
-    if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, (int, float, np.integer,
-                                                                  np.floating)):
-        raise TypeError(f"{name} must be a real scalar, got {type(lam).__name__}")
-    value = float(lam)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {lam!r}")
-    return value
-
-
-def check_dictionary(name: str, D) -> ConvDictionary:
-    """Raise ``TypeError`` unless ``D`` is a :class:`~mlverify.ConvDictionary`."""
-    if not isinstance(D, ConvDictionary):
-        raise TypeError(f"{name} must be a ConvDictionary, got {type(D).__name__}")
-    return D
-
-
-def check_signal(D: ConvDictionary, name: str, y) -> np.ndarray:
-    """``y`` as an array of shape ``(..., c, *S)`` with the dictionary's dtype, finite."""
-    y = as_float_array(name, y, dtype=D.dtype)
-    d = D.spatial_ndim
-    if y.ndim < d + 1 or y.shape[-d - 1] != D.n_channels:
-        raise ValueError(
-            f"{name} must have shape (..., {D.n_channels}, {', '.join('N' * d)}) for a "
-            f"dictionary with {D.n_channels} channel(s), got {y.shape}"
-        )
-    if any(s < n for s, n in zip(y.shape[-d:], D.kernel_size, strict=True)):
-        raise ValueError(f"{name}: spatial size {y.shape[-d:]} is smaller than the filters "
-                         f"{D.kernel_size}")
-    check_finite(name, y)
-    return y
-
-
-def check_codes(D: ConvDictionary, name: str, codes, y: np.ndarray) -> np.ndarray:
-    """``codes`` of shape ``(..., m, *S)`` matching the batch and spatial shape of ``y``."""
-    codes = as_float_array(name, codes, dtype=D.dtype)
-    d = D.spatial_ndim
-    expected = (*y.shape[: -d - 1], D.n_atoms, *y.shape[-d:])
-    if codes.shape != expected:
-        raise ValueError(f"{name} must have shape {expected} (batch, atoms, spatial of the "
-                         f"signal), got {codes.shape}")
-    check_finite(name, codes)
-    return codes
 
 
 def inner(a: np.ndarray, b: np.ndarray) -> float:
@@ -160,7 +110,7 @@ class DualityGap:
                  engine: str = "cpu") -> None:
         self.D = check_dictionary("D", D)
         self.y = check_signal(D, "y", y)
-        self.lam = check_lam("lam", lam)
+        self.lam = check_nonnegative("lam", lam)
         self.nonneg = bool(nonneg)
         self.engine = check_engine(engine)
         self._d64 = D if D.dtype == np.float64 else ConvDictionary(D.filters.astype(np.float64))

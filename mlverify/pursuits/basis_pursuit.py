@@ -35,9 +35,10 @@ import time
 
 import numpy as np
 
-from .._validate import check_engine, check_positive_int
+from .._validate import check_engine, check_positive, check_positive_int
 from ..kernels import cpu
-from ._certificates import DualityGap, check_codes, inner, relative_gap
+from ._certificates import DualityGap, inner, relative_gap
+from ._checks import check_codes
 from ._result import PursuitResult
 from .threshold import _threshold
 
@@ -46,16 +47,6 @@ SOLVERS = ("auto", "fista", "admm")
 #: The objective at a check may exceed the reference ``max(F(x0), ½‖y‖²)`` by at most this
 #: factor before the run is declared diverged (FISTA with step 1/L never gets close to it).
 DIVERGENCE_FACTOR = 100.0
-
-
-def check_tol(name: str, tol) -> float:
-    """Return ``tol`` as a finite float ``> 0`` or raise."""
-    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer,
-                                                                  np.floating)):
-        raise TypeError(f"{name} must be a real scalar, got {type(tol).__name__}")
-    if not math.isfinite(float(tol)) or tol <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {tol!r}")
-    return float(tol)
 
 
 def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: int = 10000,
@@ -114,7 +105,7 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
     certificate = DualityGap(D, y, lam, nonneg=nonneg, engine=engine)
     y = certificate.y
     lam = certificate.lam
-    tol = check_tol("tol", tol)
+    tol = check_positive("tol", tol)
     max_iter = check_positive_int("max_iter", max_iter)
     check_every = check_positive_int("check_every", check_every)
     if not isinstance(solver, str) or solver not in SOLVERS:

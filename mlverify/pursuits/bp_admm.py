@@ -53,9 +53,10 @@ import numba
 import numpy as np
 import scipy.fft
 
-from .._validate import check_engine, check_positive_int
+from .._validate import check_engine, check_nonnegative, check_positive_int
 from ..kernels import cpu, cpu_admm
-from ._certificates import DualityGap, check_codes, check_dictionary, check_lam, check_signal
+from ._certificates import DualityGap
+from ._checks import check_codes, check_dictionary, check_signal
 from ._result import PursuitResult
 
 #: Over-relaxation parameter α (SPORCO's ``RelaxParam``).
@@ -244,13 +245,13 @@ def bp_admm(
     D = check_dictionary("D", D)
     engine = check_engine(engine)
     y = check_signal(D, "y", y)
-    lam = check_lam("lam", lam)
+    lam = check_nonnegative("lam", lam)
     if not isinstance(nonneg, (bool, np.bool_)):
         raise TypeError(f"nonneg must be a bool, got {type(nonneg).__name__}")
-    tol = check_lam("tol", tol)
+    tol = check_nonnegative("tol", tol)
     max_iter = check_positive_int("max_iter", max_iter)
     check_every = check_positive_int("check_every", check_every)
-    if rho is not None and check_lam("rho", rho) == 0:
+    if rho is not None and check_nonnegative("rho", rho) == 0:
         raise ValueError("rho must be > 0, got 0")
     if x0 is not None:
         x0 = check_codes(D, "x0", x0, y)

@@ -28,11 +28,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from .._validate import check_positive_int
+from .._validate import check_positive, check_positive_int
 from ..model.dictionary import ConvDictionary
 from ._linear import MatrixOperator, layer_operators
 from ._result import PursuitResult
-from .problem_p import check_tol, generalized_lasso_admm
+from .problem_p import generalized_lasso_admm
 
 #: Relative window of the λ bisection around the target residual n σ² (the authors' ±5 %).
 RESIDUAL_WINDOW = 0.05
@@ -164,7 +164,7 @@ def holistic_pursuit(
     if n_zeros >= m2.shape[1]:
         raise ValueError(f"n_zeros must be smaller than the {m2.shape[1]} atoms of D2, got "
                          f"{n_zeros}")
-    tol = check_tol(tol)
+    tol = check_positive("tol", tol)
     max_iter = check_positive_int("max_iter", max_iter)
     effective = m1 @ m2
     basis = np.eye(m2.shape[1])

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._validate import check_engine
+from .._validate import check_engine, check_nonnegative, check_positive
 from ..model.mlcsc import MLCSC
-from ._certificates import check_lam, check_signal
+from ._checks import check_signal
 from ._result import PursuitResult
-from .basis_pursuit import basis_pursuit, check_tol
+from .basis_pursuit import basis_pursuit
 
 #: Worst first: the status of a layered run is the worst of its layers.
 _SEVERITY = ("non-finite", "diverged", "max_iter", "converged", "exact")
@@ -61,8 +61,8 @@ def layered_basis_pursuit(model: MLCSC, y, lams: Sequence, nonneg: bool = False,
     if len(lams) != model.n_layers:
         raise ValueError(f"lams must have one entry per layer ({model.n_layers}), "
                          f"got {len(lams)}")
-    lams = [check_lam(f"lams[{i}]", lam) for i, lam in enumerate(lams)]
-    tol = check_tol("tol", tol)
+    lams = [check_nonnegative(f"lams[{i}]", lam) for i, lam in enumerate(lams)]
+    tol = check_positive("tol", tol)
     engine = check_engine(engine)
     current = y
     results = []

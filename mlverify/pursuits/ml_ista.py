@@ -53,10 +53,10 @@ import time
 
 import numpy as np
 
-from .._validate import check_positive_int
+from .._validate import check_positive, check_positive_int
 from ._linear import Operator, layer_operators
 from ._result import PursuitResult
-from .problem_p import check_code, check_lams, check_tol, layer_objective
+from .problem_p import check_code, check_lams, layer_objective
 
 #: An objective above this multiple of F(0) = ½‖y‖² (plus one) is reported as divergence.
 DIVERGENCE_FACTOR = 1e8
@@ -128,7 +128,7 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
     lams = check_lams(lams, len(ops), positive=False)
     max_iter = check_positive_int("max_iter", max_iter)
     check_every = check_positive_int("check_every", check_every)
-    tol = check_tol(tol)
+    tol = check_positive("tol", tol)
     steps = _steps(ops, mu, t)
     gamma = (np.zeros(ops[-1].in_shape, dtype=y.dtype) if x0 is None
              else check_code("x0", x0, ops).copy())

@@ -16,10 +16,10 @@ import numpy as np
 import scipy.linalg
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._validate import as_float_array, check_engine, check_finite, check_positive_int
+from .._validate import check_engine, check_positive_int
 from ..kernels import cpu_omp, reference
 from ..model.dictionary import ConvDictionary
-from ._certificates import check_dictionary, check_lam
+from ._checks import check_dictionary, check_local_signal, check_optional_tol
 from ._result import PursuitResult
 
 _REASONS = {
@@ -32,33 +32,6 @@ _REASONS = {
         f"<= {cpu_omp.PIVOT_FLOOR:g})"
     ),
 }
-
-
-def check_tol(name: str, tol) -> float | None:
-    """``None`` or a finite real ``>= 0`` (returned as float)."""
-    return None if tol is None else check_lam(name, tol)
-
-
-def check_signal(D: ConvDictionary, y, *, name: str = "y", dict_name: str = "D") -> np.ndarray:
-    """Check a signal ``(..., c, *S)`` for ``D`` with every ``N >= 2n - 1``; return it as is."""
-    y = as_float_array(name, y, dtype=D.dtype)
-    d = D.spatial_ndim
-    if y.ndim < d + 1:
-        raise ValueError(f"{name} must have shape (..., {D.n_channels}, {', '.join('N' * d)}), "
-                         f"got {y.shape}")
-    if y.shape[-d - 1] != D.n_channels:
-        raise ValueError(f"{name} has {y.shape[-d - 1]} channels on axis {-d - 1}, {dict_name} "
-                         f"needs {D.n_channels} (shape {y.shape})")
-    spatial = y.shape[-d:]
-    small = [(s, n) for s, n in zip(spatial, D.kernel_size, strict=True) if s < 2 * n - 1]
-    if small:
-        raise ValueError(
-            f"{name}: spatial size {spatial} is too small for {dict_name} with filters "
-            f"{D.kernel_size}: the local Gram updates need N >= 2n - 1 on every axis "
-            f"(got N, n = {small})"
-        )
-    check_finite(name, y)
-    return y
 
 
 def _as4(array: np.ndarray, lead: int) -> np.ndarray:
@@ -240,14 +213,14 @@ def omp(
     """
     D = check_dictionary("D", D)
     engine = check_engine(engine)
-    tol = check_tol("tol", tol)
+    tol = check_optional_tol("tol", tol)
     if n_nonzero is not None:
         n_nonzero = check_positive_int("n_nonzero", n_nonzero)
     if n_nonzero is None and tol is None:
         raise ValueError("give n_nonzero or tol (or both): OMP needs a stopping rule")
     if max_stripe is not None:
         max_stripe = check_positive_int("max_stripe", max_stripe)
-    y = check_signal(D, y)
+    y = check_local_signal(D, "y", y)
     d = D.spatial_ndim
     m, c = D.n_atoms, D.n_channels
     spatial = y.shape[-d:]

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._validate import as_float_array, check_finite, check_positive_int
+from .._validate import as_float_array, check_finite, check_positive, check_positive_int
 from ._linear import Operator, layer_operators, normal_solver, suffix_products
 from ._result import PursuitResult
 
@@ -116,15 +116,6 @@ def check_code(name: str, gamma, ops: Sequence[Operator]) -> np.ndarray:
         raise ValueError(f"{name} must have shape {ops[-1].in_shape}, got {gamma.shape}")
     check_finite(name, gamma)
     return gamma
-
-
-def check_tol(tol) -> float:
-    """A finite positive tolerance."""
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
-        raise TypeError(f"tol must be a number, got {type(tol).__name__}")
-    if not np.isfinite(tol) or tol <= 0:
-        raise ValueError(f"tol must be finite and > 0, got {tol}")
-    return float(tol)
 
 
 def generalized_lasso_admm(
@@ -307,7 +298,7 @@ def solve_problem_p(
     """
     ops, y = layer_operators(model, y, engine=engine)
     lams = check_lams(lams, len(ops), positive=True)
-    tol = check_tol(tol)
+    tol = check_positive("tol", tol)
     max_iter = check_positive_int("max_iter", max_iter)
     check_every = check_positive_int("check_every", check_every)
     ops64, _ = layer_operators(model, y, engine=engine, dtype=np.float64)

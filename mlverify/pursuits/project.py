@@ -18,13 +18,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._validate import check_engine, check_positive_int
+from .._validate import check_engine, check_nonnegative, check_positive_int
 from ..model.dictionary import ConvDictionary
 from ..model.measures import stripe_l0_inf
 from ..model.mlcsc import MLCSC
-from ._certificates import check_lam
+from ._checks import check_local_signal, check_optional_tol
 from ._result import PursuitResult
-from .omp import check_signal, check_tol, omp
+from .omp import omp
 
 PURSUITS = ("omp", "bp")
 
@@ -100,9 +100,9 @@ def project(
     engine = check_engine(engine)
     n_layers = model.n_layers
     bounds = _check_sparsities(sparsities, n_layers)
-    tol = check_tol("tol", tol)
+    tol = check_optional_tol("tol", tol)
     deepest = model.effective(n_layers)
-    y = check_signal(deepest, y, dict_name="the effective dictionary D^(K)")
+    y = check_local_signal(deepest, "y", y, dict_name="the effective dictionary D^(K)")
     if pursuit == "omp":
         if lam is not None:
             raise ValueError("lam is the weight of pursuit='bp'; the omp projection uses "
@@ -115,7 +115,7 @@ def project(
     else:
         if lam is None:
             raise ValueError("pursuit='bp' needs lam")
-        lam = check_lam("lam", lam)
+        lam = check_nonnegative("lam", lam)
         from .basis_pursuit import basis_pursuit
 
         options = {} if tol is None else {"tol": tol}

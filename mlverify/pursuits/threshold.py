@@ -29,7 +29,7 @@ from .._validate import as_float_array, check_engine, check_finite
 from ..kernels import cpu
 from ..kernels._scalar import KINDS
 from ..model.mlcsc import MLCSC
-from ._certificates import check_signal
+from ._checks import check_signal
 from ._result import PursuitResult
 
 
