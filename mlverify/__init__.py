@@ -23,6 +23,24 @@ from .model.measures import (
 )
 from .model.mlcsc import MLCSC
 from .model.sampler import LayerReport, PlantedInstance, sample_instance
+from .pursuits import (
+    PursuitResult,
+    basis_pursuit,
+    bp_objective,
+    holistic_pursuit,
+    kkt_residual,
+    layered_basis_pursuit,
+    layered_thresholding,
+    ml_fista,
+    ml_ista,
+    ml_objective,
+    omp,
+    project,
+    projection_baseline,
+    relative_duality_gap,
+    solve_problem_p,
+    threshold,
+)
 
 __version__ = "0.1.0"
 
@@ -32,17 +50,33 @@ __all__ = [
     "LayerReport",
     "LowCoherenceFilters",
     "PlantedInstance",
+    "PursuitResult",
     "__version__",
     "barker13",
+    "basis_pursuit",
+    "bp_objective",
     "coherence_lower_bound",
     "contrast",
     "extreme_magnitudes",
     "golomb_filters",
+    "holistic_pursuit",
+    "kkt_residual",
+    "layered_basis_pursuit",
+    "layered_thresholding",
     "low_coherence_filters",
+    "ml_fista",
+    "ml_ista",
+    "ml_objective",
+    "omp",
     "patch_l0_inf",
     "patch_l2_inf",
+    "project",
+    "projection_baseline",
     "random_filters",
+    "relative_duality_gap",
     "sample_instance",
+    "solve_problem_p",
     "sparse_filters",
     "stripe_l0_inf",
+    "threshold",
 ]
