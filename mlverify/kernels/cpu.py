@@ -167,6 +167,8 @@ def synthesize_sparse(codes, filters, counts, out):  # pragma: no cover - compil
     row-compressed list (atom, column, value) per code row; then each task owns one output row
     ``out[b, :, y, :]`` and adds the atoms of the code rows ``y - ty`` (``ty < n1``) into it, so the
     scatter needs no atomics.
+
+    Requires ``n2 <= W`` (checked by the callers), so the fold of the padding wraps once.
     """
     batch, atoms, height, width = codes.shape
     channels, n1, n2 = filters.shape[1], filters.shape[2], filters.shape[3]
@@ -192,9 +194,8 @@ def synthesize_sparse(codes, filters, counts, out):  # pragma: no cover - compil
     for i in prange(n_rows):
         b = i // height
         y = i % height
-        for ch in range(channels):
-            for x in range(width):
-                out[b, ch, y, x] = 0.0
+        # Scatter into a row padded by n2 - 1 columns (no wrap-around test per tap), then fold.
+        padded = np.zeros((channels, width + n2 - 1), dtype=out.dtype)
         for ty in range(n1):
             r = y - ty
             if r < 0:
@@ -202,16 +203,17 @@ def synthesize_sparse(codes, filters, counts, out):  # pragma: no cover - compil
             src_row = b * height + r
             for k in range(offsets[src_row], offsets[src_row + 1]):
                 f = atom_of[k]
-                x0 = col_of[k]
                 v = val_of[k]
-                split = min(n2, width - x0)
                 for ch in range(channels):
-                    dst = out[b, ch, y]
                     taps = filters[f, ch, ty]
-                    for tx in range(split):
-                        dst[x0 + tx] += v * taps[tx]
-                    for tx in range(split, n2):
-                        dst[x0 + tx - width] += v * taps[tx]
+                    dst = padded[ch, col_of[k] :]
+                    for tx in range(n2):
+                        dst[tx] += v * taps[tx]
+        for ch in range(channels):
+            row = out[b, ch, y]
+            row[:] = padded[ch, :width]
+            for x in range(n2 - 1):
+                row[x] += padded[ch, width + x]
 
 
 @njit(parallel=True, cache=True)

@@ -11,7 +11,7 @@ from ..kernels import cpu, reference
 
 #: Densities (non-zeros / coefficients) at or below which ``method="auto"`` synthesises through
 #: the sparse-aware kernel. Chosen from the asv ``SynthesizeDensity`` benchmark on 2 cores.
-SPARSE_DENSITY = 0.1
+SPARSE_DENSITY = 0.05
 
 
 class ConvDictionary:
