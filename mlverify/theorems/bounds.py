@@ -44,7 +44,7 @@ def _optimised_dictionary(rng: np.random.Generator, m: int, c: int, n, knob: flo
 class _CoherenceBound(Theorem):
     """Shared check of COH-1 and COH-c: the measured coherence against the lower bound."""
 
-    paper = "THEORY §2"
+    paper = "Welch"
     status = "D"
 
     def hypotheses(self, instance: DictionaryInstance) -> dict[str, float]:
