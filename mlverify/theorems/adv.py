@@ -15,13 +15,19 @@ margin :math:`O_B = |w^T\Gamma_K + \omega|`. If a pursuit returns :math:`\hat\Ga
   patches with :math:`n_{i+1}`, deepest :math:`w = 1`): LT gives
   :math:`\mathrm{supp}\,\hat\Gamma_K = \mathrm{supp}\,\Gamma_K` and
   :math:`\|\hat\Gamma_K - \Gamma_K\|_\infty \le C_K`, so :math:`|w^T(\hat\Gamma_K - \Gamma_K)|
-  \le \|w\|_1 C_K`; hence :math:`\|w\|_1 C_K < O_B` keeps the label.
+  \le \|w\|_1 C_K`; hence :math:`\|w\|_1 C_K < O_B` keeps the label. **ADV-LT-soft** [D]: the
+  same with soft thresholding, :math:`\|w\|_1(C_K + \beta_K) < O_B` (the shrinkage adds
+  :math:`\beta_i` to the errors and to :math:`\varepsilon_L^i`; D_2 = the two-mark Golomb
+  filters of theorem LT-soft, :math:`\mu_2 = 1/2`). The chain of bounds is theorem LT's
+  (:func:`mlverify.theorems.jmlr._lt_chain`).
 - **ADV-LBP** [D], layered BP with :math:`\xi_i = 4\varepsilon_L^{i-1}`,
   :math:`\varepsilon_L^i = 7.5\,\varepsilon_L^{i-1}\sqrt{\|\Gamma_i\|^p_{0,\infty}}`,
   :math:`k_i < \tfrac13(1 + 1/\mu_i)`: W7 on the last layer gives
   :math:`\mathrm{supp}\,\hat\Gamma_K \subseteq \mathrm{supp}\,\Gamma_K` and
   :math:`\|\hat\Gamma_K - \Gamma_K\|_\infty \le 7.5\varepsilon_L^{K-1}`, so
   :math:`7.5\,\varepsilon_L^{K-1}\|w\|_1 < O_B` keeps the label, whatever the contrast.
+  Every layer is solved as in theorem LBP: certified BP, then the exact minimiser on its
+  support when the KKT conditions certify it (tolerance 1e-12; 1e-6 relative otherwise).
 - **ADV-P0** [D], one layer, :math:`\|E\|_2 \le \varepsilon`, :math:`k = \|\Gamma\|^s_{0,\infty}
   < \tfrac12(1 + 1/\mu)`, unit atoms: **every** :math:`\hat\Gamma` with
   :math:`\|\hat\Gamma\|^s_{0,\infty} \le k` and :math:`\|Y - D\hat\Gamma\|_2 \le \varepsilon` (in
@@ -61,20 +67,29 @@ import numpy as np
 
 from ..model.constructions import barker13
 from ..model.dictionary import ConvDictionary
-from ..model.measures import extreme_magnitudes, patch_l0_inf, patch_l2_inf, stripe_l0_inf
+from ..model.measures import patch_l2_inf, stripe_l0_inf
 from ..model.mlcsc import MLCSC
-from ..pursuits.layered import layered_basis_pursuit
 from ..pursuits.omp import omp
 from ..pursuits.threshold import layered_thresholding
 from ._base import Outcome, Theorem, register
-from .pdl import LENGTH, barker_golomb, between, coherent_pairs, cyclic_distance, move_atom
+from .jmlr import (
+    CLOSED_FORM_TOL,
+    GOLOMB2,
+    GOLOMB4,
+    _certified_bp,
+    _common_hypotheses,
+    _lt_chain,
+    _measures,
+    _model,
+    _spikes,
+)
+from .pdl import LENGTH, between, coherent_pairs, cyclic_distance, move_atom
 
 #: Spacing of the spikes of :math:`\Gamma_2` (THEORY.md §5).
 SPACING = 32
-#: Relative duality gap of every layered-BP solve.
-BP_TOL = 1e-10
-#: Relative tolerance of the conclusions: closed-form pursuits, then certified BP solves.
-RTOL_EXACT, RTOL_BP = 1e-12, 1e-9
+#: Slack of a BP layer that the KKT polish could not certify (only the relative gap is known);
+#: the same as theorem LBP's.
+UNCERTIFIED_BP_TOL = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,66 +117,6 @@ class ClassifierInstance:
     w: np.ndarray
     omega: float
     thresholds: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class Layer:
-    """The LT / LBP quantities of one layer (THEORY.md §4)."""
-
-    k: int
-    mu: float
-    low: float
-    high: float
-    patch: int
-    eps_in: float
-    eps_out: float
-
-    @property
-    def C(self) -> float:
-        return (self.k - 1) * self.mu * self.high + self.eps_in
-
-    @property
-    def K(self) -> float:
-        return self.k * self.mu * self.high + self.eps_in
-
-
-def chain(model: MLCSC, codes, eps0: float, kind: str) -> list[Layer]:
-    r"""The layer-by-layer bounds from :math:`\varepsilon_L^0`: ``kind="lt"`` (hard thresholding,
-    :math:`\varepsilon_L^i = \sqrt{p_i}C_i`) or ``"lbp"`` (:math:`\varepsilon_L^i =
-    7.5\varepsilon_L^{i-1}\sqrt{p_i}`), :math:`p_i = \|\Gamma_i\|^p_{0,\infty}` with
-    :math:`w = n_{i+1}` (1 for the deepest layer)."""
-    layers = []
-    eps = eps0
-    sizes = [layer.kernel_size[0] for layer in model.layers] + [1]
-    for i, (gamma, D) in enumerate(zip(codes, model.layers, strict=True)):
-        low, high = extreme_magnitudes(gamma)
-        patch = int(patch_l0_inf(gamma, sizes[i + 1]))
-        layer = Layer(int(stripe_l0_inf(gamma, sizes[i])), D.coherence(), low, high, patch,
-                      eps, 0.0)
-        out = math.sqrt(patch) * (layer.C if kind == "lt" else 7.5 * eps)
-        layer = Layer(layer.k, layer.mu, low, high, patch, eps, out)
-        layers.append(layer)
-        eps = out
-    return layers
-
-
-def unit_atoms_margin(model: MLCSC) -> float:
-    """``1e-12 - max |‖a_f‖ - 1|`` over every layer's atoms."""
-    return 1e-12 - max(float(np.abs(D.atom_norms() - 1).max()) for D in model.layers)
-
-
-def spikes(rng: np.random.Generator, m: int, low: float) -> np.ndarray:
-    r"""Isolated spikes, one every :data:`SPACING` positions (a random non-empty subset), random
-    atoms and signs, magnitudes uniform in ``[low, 1]``."""
-    gamma = np.zeros((m, LENGTH))
-    start = int(rng.integers(SPACING))
-    slots = np.flatnonzero(rng.random(LENGTH // SPACING) < 0.75)
-    if slots.size == 0:
-        slots = np.array([int(rng.integers(LENGTH // SPACING))])
-    positions = start + SPACING * slots
-    gamma[rng.integers(m, size=slots.size), positions] = (
-        rng.uniform(low, 1.0, slots.size) * rng.choice((-1.0, 1.0), slots.size))
-    return gamma
 
 
 def classifier(rng: np.random.Generator, gamma: np.ndarray) -> np.ndarray:
@@ -192,10 +147,15 @@ def bias_for(w: np.ndarray, gamma: np.ndarray, margin: float, label: float) -> f
     return label * margin - float(np.sum(w * gamma))
 
 
+def margin_of(instance: ClassifierInstance) -> float:
+    r""":math:`O_B = |w^T\Gamma_K + \omega|`."""
+    return abs(float(np.sum(instance.w * instance.codes[-1])) + instance.omega)
+
+
 def shift_outcome(instance: ClassifierInstance, estimate: np.ndarray, certified: float,
                   rtol: float, name: str = "pursuit") -> tuple[float, bool, dict[str, float]]:
     r"""The realised shift :math:`|w^T(\hat\Gamma_K - \Gamma_K)|`, whether both conclusions hold
-    (label kept, shift within ``certified``) and their values."""
+    (label kept, shift within ``certified`` up to ``rtol`` relative) and their values."""
     w, gamma = instance.w, instance.codes[-1]
     score = float(np.sum(w * gamma)) + instance.omega
     estimated = float(np.sum(w * np.asarray(estimate, dtype=np.float64))) + instance.omega
@@ -207,11 +167,9 @@ def shift_outcome(instance: ClassifierInstance, estimate: np.ndarray, certified:
                                     f"{name}_shift/certified": shift / certified}
 
 
-def classifier_hypotheses(instance: ClassifierInstance, certified: float) -> dict[str, float]:
-    r"""Margins shared by the classifier theorems: unit atoms and :math:`O_B - \text{certified}`."""
-    margin = abs(float(np.sum(instance.w * instance.codes[-1])) + instance.omega)
-    return {"unit atoms (1e-12 - max|‖a_f‖-1|)": unit_atoms_margin(instance.model),
-            "O_B - certified shift": margin - certified}
+def margin_hypothesis(instance: ClassifierInstance, certified: float) -> dict[str, float]:
+    r"""The classifier's hypothesis: :math:`O_B` − the certified shift."""
+    return {"O_B - certified shift": margin_of(instance) - certified}
 
 
 def noise_patch(instance: ClassifierInstance) -> float:
@@ -220,70 +178,110 @@ def noise_patch(instance: ClassifierInstance) -> float:
                               instance.model.layers[0].kernel_size[0]))
 
 
-def _lt_noise_limit(model: MLCSC, codes) -> float:
+def lt_noise_limit(layers, kind: str, theta) -> float:
     r"""The largest :math:`\varepsilon_L^0` with :math:`K_i < |\Gamma_i^{\min}| - C_i` at every
-    layer (every quantity is affine in :math:`\varepsilon_L^0` with a positive slope)."""
-    at0, at1 = chain(model, codes, 0.0, "lt"), chain(model, codes, 1.0, "lt")
-    limits = []
-    for a, b in zip(at0, at1, strict=True):
-        gap0 = a.low - a.C - a.K
-        slope = (a.C + a.K) - (b.C + b.K)
-        limits.append(gap0 / -slope)
-    return min(limits)
+    layer for thresholds at relative positions ``theta`` (the margins are affine in
+    :math:`\varepsilon_L^0`, decreasing)."""
+    at0 = [s.top - s.K for s in _lt_chain(layers, 0.0, kind, theta=theta)]
+    at1 = [s.top - s.K for s in _lt_chain(layers, 1.0, kind, theta=theta)]
+    return min(a / (a - b) for a, b in zip(at0, at1, strict=True))
 
 
-def _classifier_margin(certified: float, knob: float) -> float:
+def classifier_margin(certified: float, knob: float) -> float:
     r""":math:`O_B` = the certified shift times :math:`1 + 2(1 - \text{knob}) + 10^{-3}`."""
     return certified * (1 + 2 * (1 - knob) + 1e-3)
 
 
-@register
-class LayeredThresholdingRobustness(Theorem):
-    id = "ADV-LT"
+def _finish(details: dict[str, float], margin: float, certified: float) -> None:
+    details.update({"O_B": margin, "certified_shift": certified,
+                    "certified/O_B": certified / margin})
+
+
+class _ThresholdingRobustness(Theorem):
+    """Shared sampler, hypotheses and check of ADV-LT (hard) and ADV-LT-soft."""
+
     paper = "ADV"
     status = "D"
-    statement = ("LT hypotheses at every layer (hard), ‖w‖₁·C_K < O_B ⇒ "
-                 "sign(wᵀΓ̂_K + ω) = sign(wᵀΓ_K + ω)")
+    kind: str
+    #: ``(marks, signs)`` of D_2, contrast range of Γ_2 and ranges of θ_i (as theorem LT).
+    golomb: tuple
+    contrast_range: tuple[float, float]
+    theta_ranges: tuple[tuple[float, float], ...]
 
     def sample(self, rng: np.random.Generator, knob: float) -> ClassifierInstance:
-        model = barker_golomb()
-        gamma = spikes(rng, model.layers[-1].n_atoms, rng.uniform(0.85, 1.0))
-        codes = model.synthesize(gamma)[1:]
-        eps0 = _lt_noise_limit(model, codes) * (0.3 + 0.69 * knob)
-        layers = chain(model, codes, eps0, "lt")
+        model = _model(*self.golomb)
+        gamma = _spikes(rng, model.layers[-1].n_atoms, SPACING, 1.0,
+                        float(rng.uniform(*self.contrast_range)), False)
+        codes = tuple(model.synthesize(gamma)[1:])
+        layers = _measures(model, codes)
+        theta = [float(rng.uniform(*r)) for r in self.theta_ranges]
+        eps0 = lt_noise_limit(layers, self.kind, theta) * (0.3 + 0.69 * knob)
+        steps = _lt_chain(layers, eps0, self.kind, theta=theta)
         w = classifier(rng, gamma)
-        certified = float(np.abs(w).sum()) * layers[-1].C
+        certified = float(np.abs(w).sum()) * steps[-1].inf_bound
         label = 1.0 if rng.random() < 0.75 else -1.0
-        omega = bias_for(w, gamma, _classifier_margin(certified, knob), label)
+        omega = bias_for(w, gamma, classifier_margin(certified, knob), label)
         noise = attack(model, codes, w, rng, eps0, label)
-        thresholds = tuple(layer.K + rng.uniform(0.1, 0.9) * (layer.low - layer.C - layer.K)
-                           for layer in layers)
         x = model.synthesize(gamma)[0]
-        return ClassifierInstance(model, tuple(codes), x, x + noise, w, omega, thresholds)
+        return ClassifierInstance(model, codes, x, x + noise, w, omega,
+                                  tuple(s.beta for s in steps))
 
-    def _certified(self, instance: ClassifierInstance) -> tuple[list[Layer], float]:
-        layers = chain(instance.model, instance.codes, noise_patch(instance), "lt")
-        return layers, float(np.abs(instance.w).sum()) * layers[-1].C
+    def _certified(self, instance: ClassifierInstance):
+        layers = _measures(instance.model, instance.codes)
+        steps = _lt_chain(layers, noise_patch(instance), self.kind, betas=instance.thresholds)
+        return steps, float(np.abs(instance.w).sum()) * steps[-1].inf_bound
 
     def hypotheses(self, instance: ClassifierInstance) -> dict[str, float]:
-        layers, certified = self._certified(instance)
-        margins = classifier_hypotheses(instance, certified)
-        for i, (layer, beta) in enumerate(zip(layers, instance.thresholds, strict=True), start=1):
-            margins[f"β_{i} - K_{i}"] = beta - layer.K
-            margins[f"|Γ_{i}^min| - C_{i} - β_{i}"] = layer.low - layer.C - beta
+        steps, certified = self._certified(instance)
+        margins = _common_hypotheses(instance.model) | margin_hypothesis(instance, certified)
+        for i, step in enumerate(steps, start=1):
+            margins[f"β_{i} - K_{i}"] = step.beta - step.K
+            margins[f"|Γ_{i}^min| - C_{i} - β_{i}"] = step.top - step.beta
         return margins
 
     def check(self, instance: ClassifierInstance, engine: str = "auto") -> Outcome:
-        layers, certified = self._certified(instance)
+        steps, certified = self._certified(instance)
         result = layered_thresholding(instance.model, instance.y, list(instance.thresholds),
-                                      kind="hard", engine=engine)
-        shift, holds, details = shift_outcome(instance, result.codes[-1], certified, RTOL_EXACT)
-        margin = certified + classifier_hypotheses(instance, certified)["O_B - certified shift"]
-        details.update({"O_B": margin, "certified_shift": certified,
-                        "certified/O_B": certified / margin, "C_K": layers[-1].C})
+                                      kind=self.kind, engine=engine)
+        shift, holds, details = shift_outcome(instance, result.codes[-1], certified,
+                                              CLOSED_FORM_TOL)
+        margin = margin_of(instance)
+        _finish(details, margin, certified)
+        details["C_K [+ β_K]"] = steps[-1].inf_bound
         for i, (estimate, gamma) in enumerate(zip(result.codes, instance.codes, strict=True), 1):
             details[f"layer{i}_support_errors"] = float(np.sum((estimate != 0) != (gamma != 0)))
         return Outcome(measured=shift, bound=margin, holds=holds, details=details)
+
+
+@register
+class LayeredHardThresholdingRobustness(_ThresholdingRobustness):
+    id = "ADV-LT"
+    kind = "hard"
+    statement = ("LT hypotheses at every layer (hard), ‖w‖₁·C_K < O_B ⇒ "
+                 "sign(wᵀΓ̂_K + ω) = sign(wᵀΓ_K + ω)")
+    golomb = GOLOMB4
+    contrast_range = (0.85, 1.0)
+    theta_ranges = ((0.02, 0.98), (0.02, 0.98))
+
+
+@register
+class LayeredSoftThresholdingRobustness(_ThresholdingRobustness):
+    id = "ADV-LT-soft"
+    kind = "soft"
+    statement = ("LT hypotheses at every layer (soft), ‖w‖₁·(C_K + β_K) < O_B ⇒ "
+                 "sign(wᵀΓ̂_K + ω) = sign(wᵀΓ_K + ω)")
+    golomb = GOLOMB2
+    contrast_range = (0.995, 1.0)
+    theta_ranges = ((0.002, 0.02), (0.02, 0.98))
+
+
+def lbp_noise(model: MLCSC, codes, eps0: float) -> list[float]:
+    r""":math:`\varepsilon_L^0, \dots, \varepsilon_L^K` with :math:`\varepsilon_L^i =
+    7.5\,\varepsilon_L^{i-1}\sqrt{\|\Gamma_i\|^p_{0,\infty}}` (THEORY.md LBP)."""
+    eps = [eps0]
+    for layer in _measures(model, codes):
+        eps.append(7.5 * eps[-1] * math.sqrt(layer.patch))
+    return eps
 
 
 @register
@@ -295,45 +293,47 @@ class LayeredBasisPursuitRobustness(Theorem):
                  "sign(wᵀΓ̂_K + ω) = sign(wᵀΓ_K + ω) (any contrast)")
 
     def sample(self, rng: np.random.Generator, knob: float) -> ClassifierInstance:
-        model = barker_golomb()
-        gamma = spikes(rng, model.layers[-1].n_atoms, rng.uniform(0.05, 1.0))
-        codes = model.synthesize(gamma)[1:]
-        eps0 = float(np.abs(gamma).max()) * rng.uniform(0.002, 0.05)
-        layers = chain(model, codes, eps0, "lbp")
+        model = _model(*GOLOMB4)
+        gamma = _spikes(rng, model.layers[-1].n_atoms, SPACING, 1.0, float(rng.uniform(0.05, 1)),
+                        False)
+        codes = tuple(model.synthesize(gamma)[1:])
+        eps0 = float(rng.uniform(0.002, 0.05))
         w = classifier(rng, gamma)
-        certified = float(np.abs(w).sum()) * 7.5 * layers[-1].eps_in
+        certified = float(np.abs(w).sum()) * 7.5 * lbp_noise(model, codes, eps0)[-2]
         label = 1.0 if rng.random() < 0.75 else -1.0
-        omega = bias_for(w, gamma, _classifier_margin(certified, knob), label)
+        omega = bias_for(w, gamma, classifier_margin(certified, knob), label)
         noise = attack(model, codes, w, rng, eps0, label)
         x = model.synthesize(gamma)[0]
-        return ClassifierInstance(model, tuple(codes), x, x + noise, w, omega)
+        return ClassifierInstance(model, codes, x, x + noise, w, omega)
 
-    def _certified(self, instance: ClassifierInstance) -> tuple[list[Layer], float]:
-        layers = chain(instance.model, instance.codes, noise_patch(instance), "lbp")
-        return layers, float(np.abs(instance.w).sum()) * 7.5 * layers[-1].eps_in
+    def _certified(self, instance: ClassifierInstance) -> tuple[list[float], float]:
+        eps = lbp_noise(instance.model, instance.codes, noise_patch(instance))
+        return eps, float(np.abs(instance.w).sum()) * 7.5 * eps[-2]
 
     def hypotheses(self, instance: ClassifierInstance) -> dict[str, float]:
-        layers, certified = self._certified(instance)
-        margins = classifier_hypotheses(instance, certified)
-        for i, layer in enumerate(layers, start=1):
+        eps, certified = self._certified(instance)
+        margins = _common_hypotheses(instance.model) | margin_hypothesis(instance, certified)
+        margins["‖E‖^p_{2,∞} (> 0: a relative BP certificate exists)"] = eps[0]
+        for i, layer in enumerate(_measures(instance.model, instance.codes), start=1):
             margins[f"⅓(1 + 1/μ_{i}) - k_{i}"] = (1 + 1 / layer.mu) / 3 - layer.k
         return margins
 
     def check(self, instance: ClassifierInstance, engine: str = "auto") -> Outcome:
-        layers, certified = self._certified(instance)
-        lams = [4 * layer.eps_in for layer in layers]
-        result = layered_basis_pursuit(instance.model, instance.y, lams, tol=BP_TOL,
-                                       max_iter=100000, engine=engine)
-        shift, holds, details = shift_outcome(instance, result.codes[-1], certified, RTOL_BP)
-        margin = certified + classifier_hypotheses(instance, certified)["O_B - certified shift"]
-        details.update({"O_B": margin, "certified_shift": certified,
-                        "certified/O_B": certified / margin,
-                        "bp_relative_gap": result.certificate,
-                        "bp_converged": float(result.converged)})
-        for i, (estimate, gamma) in enumerate(zip(result.codes, instance.codes, strict=True), 1):
-            details[f"layer{i}_outside_support"] = float(np.sum((estimate != 0) & (gamma == 0)))
-        return Outcome(measured=shift, bound=margin, holds=holds and result.converged,
-                       details=details)
+        eps, certified = self._certified(instance)
+        current, exact = instance.y, True
+        details: dict[str, float] = {}
+        for i, (layer, truth) in enumerate(zip(instance.model.layers, instance.codes,
+                                               strict=True), start=1):
+            current, certified_layer = _certified_bp(layer, current, 4 * eps[i - 1], engine)
+            exact &= certified_layer
+            details[f"layer{i}_outside_support"] = float(np.sum((current != 0) & (truth == 0)))
+        rtol = CLOSED_FORM_TOL if exact else UNCERTIFIED_BP_TOL
+        shift, holds, values = shift_outcome(instance, current, certified, rtol)
+        details.update(values)
+        margin = margin_of(instance)
+        _finish(details, margin, certified)
+        details["KKT-certified"] = float(exact)
+        return Outcome(measured=shift, bound=margin, holds=holds, details=details)
 
 
 @dataclass(frozen=True, eq=False)
@@ -398,17 +398,15 @@ class SparsestRepresentationRobustness(Theorem):
         floor = 1 - (2 * k - 1) * D.coherence()
         certified = float(np.linalg.norm(w)) * 2 * budget / math.sqrt(floor)
         label = float(rng.choice((-1.0, 1.0)))
-        omega = bias_for(w, gamma, _classifier_margin(certified, knob), label)
+        omega = bias_for(w, gamma, classifier_margin(certified, knob), label)
         return SingleLayerInstance(MLCSC([D]), (gamma,), x, y, w, omega, (), budget, competitor)
 
     def hypotheses(self, instance: SingleLayerInstance) -> dict[str, float]:
         k, mu, certified = _p0_certified(instance)
-        margins = classifier_hypotheses(instance, certified)
+        margins = _common_hypotheses(instance.model) | margin_hypothesis(instance, certified)
         margins["ε - ‖Y - X‖_2"] = instance.budget - float(np.linalg.norm(instance.y
                                                                            - instance.signal))
         margins["½(1 + 1/μ) - k"] = 0.5 * (1 + 1 / mu) - k
-        margins["N - (2n - 1) + 1"] = float(instance.y.shape[-1] - 2
-                                            * instance.model.layers[0].kernel_size[0] + 2)
         return margins
 
     def check(self, instance: SingleLayerInstance, engine: str = "auto") -> Outcome:
@@ -417,9 +415,9 @@ class SparsestRepresentationRobustness(Theorem):
         result = omp(D, instance.y, tol=instance.budget, max_stripe=k, engine=engine)
         candidates = {"omp": result.codes[0], "true": instance.codes[0],
                       "competitor": instance.competitor}
-        margin = certified + classifier_hypotheses(instance, certified)["O_B - certified shift"]
-        details: dict[str, float] = {"O_B": margin, "certified_shift": certified,
-                                     "certified/O_B": certified / margin}
+        margin = margin_of(instance)
+        details: dict[str, float] = {}
+        _finish(details, margin, certified)
         worst, holds = 0.0, True
         y = instance.y.astype(np.float64)
         for name, codes in candidates.items():
@@ -430,7 +428,8 @@ class SparsestRepresentationRobustness(Theorem):
             details[f"{name}_residual"] = residual
             details[f"{name}_feasible"] = float(feasible)
             if feasible:
-                shift, ok, values = shift_outcome(instance, codes, certified, RTOL_EXACT, name)
+                shift, ok, values = shift_outcome(instance, codes, certified, CLOSED_FORM_TOL,
+                                                  name)
                 details.update(values)
                 holds &= ok
                 worst = max(worst, shift)

@@ -39,19 +39,18 @@ nothing about it), never counted as a violation; the competitor is always checke
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..model.constructions import barker13, golomb_filters
 from ..model.dictionary import ConvDictionary
 from ..model.measures import stripe_l0_inf
 from ..model.mlcsc import MLCSC
 from ..model.sampler import sample_instance
 from ..pursuits.project import project
 from ._base import Outcome, Theorem, register
+from .jmlr import GOLOMB4, _model
 
 #: Signal length of the instances (THEORY.md §5).
 LENGTH = 128
@@ -59,12 +58,6 @@ LENGTH = 128
 BUDGET_SLACK = 1e-9
 #: Relative tolerance of the conclusions (closed-form least squares, float64).
 RTOL = 1e-12
-
-
-@functools.cache
-def barker_golomb() -> MLCSC:
-    r"""The two-layer model of THEORY.md §5: :math:`D_1` = Barker-13, :math:`D_2` = Golomb."""
-    return MLCSC([barker13(), golomb_filters()])
 
 
 def coherent_pairs(D: ConvDictionary) -> list[tuple[int, int, int, float]]:
@@ -154,7 +147,7 @@ class ProjectionStability(Theorem):
                  "point: ‖W_i(Γ_i−Γ̂_i)‖² ≤ 4E_0²/(1−(2k_i−1)μ(D^(i)))")
 
     def sample(self, rng: np.random.Generator, knob: float) -> ProjectionInstance:
-        model = barker_golomb()
+        model = _model(*GOLOMB4)
         deepest = model.effective(model.n_layers)
         side = 2 * deepest.kernel_size[0] - 1
         pairs = coherent_pairs(deepest)

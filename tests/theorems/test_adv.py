@@ -10,8 +10,7 @@ from mlverify.model.measures import patch_l2_inf
 from mlverify.testing.strategies import instances
 from mlverify.theorems import adv
 from mlverify.theorems._base import get
-
-IDS = ("ADV-LT", "ADV-LBP", "ADV-P0")
+from mlverify.theorems.jmlr import _lt_chain, _measures
 
 
 def _run(theorem_id, instance):
@@ -31,6 +30,13 @@ def test_adv_lt_holds_on_every_instance(instance):
     assert outcome.details["layer2_support_errors"] == 0
 
 
+@given(instances("ADV-LT-soft"))
+def test_adv_lt_soft_holds_on_every_instance(instance):
+    outcome = _run("ADV-LT-soft", instance)
+    assert outcome.details["layer1_support_errors"] == 0
+    assert outcome.details["layer2_support_errors"] == 0
+
+
 @given(instances("ADV-LBP"))
 def test_adv_lbp_holds_on_every_instance(instance):
     outcome = _run("ADV-LBP", instance)
@@ -44,8 +50,8 @@ def test_adv_p0_holds_on_every_instance(instance):
     assert outcome.details["true_feasible"] == 1.0
 
 
-@pytest.mark.parametrize(("theorem_id", "floor"), [("ADV-LT", 0.05), ("ADV-LBP", 0.1),
-                                                   ("ADV-P0", 0.5)])
+@pytest.mark.parametrize(("theorem_id", "floor"), [("ADV-LT", 0.05), ("ADV-LT-soft", 0.05),
+                                                   ("ADV-LBP", 0.1), ("ADV-P0", 0.5)])
 def test_adv_floor_and_tightness(theorem_id, floor):
     theorem = get(theorem_id)
     ratios, certified = [], []
@@ -60,39 +66,53 @@ def test_adv_floor_and_tightness(theorem_id, floor):
     assert max(certified) > 0.95  # the knob brings O_B down to the certified shift
 
 
-def test_adv_lt_noise_limit_is_the_boundary():
-    model = adv.barker_golomb()
-    instance = get("ADV-LT").sample(np.random.default_rng(1), 0.5)
-    limit = adv._lt_noise_limit(model, instance.codes)
+@pytest.mark.parametrize("theorem_id", ["ADV-LT", "ADV-LT-soft"])
+def test_adv_lt_noise_limit_is_the_boundary(theorem_id):
+    theorem = get(theorem_id)
+    instance = theorem.sample(np.random.default_rng(1), 0.5)
+    layers = _measures(instance.model, instance.codes)
+    theta = [sum(r) / 2 for r in theorem.theta_ranges]
+    limit = adv.lt_noise_limit(layers, theorem.kind, theta)
+    assert limit > 0
     for scale, inside in ((0.999, True), (1.001, False)):
-        layers = adv.chain(model, instance.codes, limit * scale, "lt")
-        assert all(layer.K < layer.low - layer.C for layer in layers) == inside
-    # The attack has the prescribed patch energy (w = n_1).
+        steps = _lt_chain(layers, limit * scale, theorem.kind, theta=theta)
+        assert all(step.K < step.top for step in steps) == inside
+    # The attack has the prescribed patch energy (w = n_1) and the thresholds sit inside the
+    # intervals of the measured noise.
     eps = patch_l2_inf(instance.y - instance.signal, 13)
     assert eps == pytest.approx(adv.noise_patch(instance), rel=1e-15)
+    steps = _lt_chain(layers, eps, theorem.kind, betas=instance.thresholds)
+    assert all(step.K < step.beta < step.top for step in steps)
 
 
 def test_adv_lbp_chain_matches_theory():
     instance = get("ADV-LBP").sample(np.random.default_rng(2), 0.5)
     eps0 = adv.noise_patch(instance)
-    layers = adv.chain(instance.model, instance.codes, eps0, "lbp")
-    # ‖Γ_1‖^p_{0,∞} = 4 with w = n_2 = 7: ε_L^1 = 7.5·2·ε_0.
-    assert layers[0].patch == 4
-    assert layers[1].eps_in == pytest.approx(15 * eps0, rel=1e-15)
+    eps = adv.lbp_noise(instance.model, instance.codes, eps0)
+    # ‖Γ_1‖^p_{0,∞} = 4 with w = n_2 = 7 and ‖Γ_2‖^p_{0,∞} = 1 (w = 1): ε_L^1 = 15ε_0.
+    assert eps == pytest.approx([eps0, 15 * eps0, 112.5 * eps0], rel=1e-15)
+    outcome = get("ADV-LBP").check(instance)
+    assert outcome.details["certified_shift"] == pytest.approx(
+        112.5 * eps0 * np.abs(instance.w).sum(), rel=1e-12)
 
 
-@pytest.mark.parametrize("theorem_id", ["ADV-LT", "ADV-LBP"])
-def test_adv_layered_check_can_fail(theorem_id, monkeypatch):
+@pytest.mark.parametrize(("theorem_id", "name"), [("ADV-LT", "layered_thresholding"),
+                                                  ("ADV-LT-soft", "layered_thresholding"),
+                                                  ("ADV-LBP", "_certified_bp")])
+def test_adv_layered_check_can_fail(theorem_id, name, monkeypatch):
     theorem = get(theorem_id)
     instance = theorem.sample(np.random.default_rng(4), 0.5)
-    name = "layered_thresholding" if theorem_id == "ADV-LT" else "layered_basis_pursuit"
     real = getattr(adv, name)
     score = float(np.sum(instance.w * instance.codes[-1])) + instance.omega
+    step = -2 * score * instance.w / np.sum(instance.w**2)
 
     def flipped(*args, **kwargs):
         # A pursuit whose deepest code moves the classifier output across the boundary.
         result = real(*args, **kwargs)
-        step = -2 * score * instance.w / np.sum(instance.w**2)
+        if name == "_certified_bp":
+            codes, exact = result
+            deepest = codes.shape == instance.codes[-1].shape
+            return (instance.codes[-1] + step if deepest else codes), exact
         return dataclasses.replace(result, codes=[*result.codes[:-1], instance.codes[-1] + step])
 
     monkeypatch.setattr(adv, name, flipped)
