@@ -48,14 +48,21 @@ ratio. ``holds`` requires both conclusions: the label is kept and the realised s
 the certified shift (the step of the proof the label rests on).
 
 **Instances** (THEORY.md §5): :math:`D_1` = Barker-13 (:math:`\mu = 1/13`), :math:`D_2` = the
-Golomb filters (:math:`\mu = 1/4`), isolated spikes in :math:`\Gamma_2` 32 positions apart on
-:math:`N = 128` (so :math:`k_1 = 4`, :math:`\|\Gamma_1\|^p_{0,\infty} = 4`, :math:`k_2 = 1`). The
-classifier lives on the support of :math:`\Gamma_K` (plus a small dense part) with signs that
-make the pursuit's bias move toward the decision boundary, and the noise is an attack: the
+Golomb filters (:math:`\mu = 1/4`; ADV-LT-soft: two marks, :math:`\mu = 1/2`), isolated spikes
+in :math:`\Gamma_2` 32 positions apart on :math:`N = 128` (so :math:`k_1 = 4`,
+:math:`\|\Gamma_1\|^p_{0,\infty} = 4`, :math:`k_2 = 1`). The classifier lives on the support of
+:math:`\Gamma_K` (plus a small dense part) with the signs of :math:`\Gamma_K`, so that the
+shrinkage of a pursuit moves the output toward the boundary, and the noise is an attack: the
 gradient of :math:`w^T\hat\Gamma_K` through the pursuit on the true supports, pushed toward the
-boundary, mixed with Gaussian noise and rescaled to the prescribed energy. The knob moves the
-margin :math:`O_B` down to the certified shift (slack :math:`(1 - \text{knob})`) and, for
-ADV-LT, the noise toward the largest level the LT hypotheses allow.
+boundary, mixed with Gaussian noise and rescaled to the prescribed patch energy. ADV-LT(-soft):
+:math:`\varepsilon_L^0` = (0.3 + 0.69 knob) × the largest level the LT hypotheses allow with the
+drawn threshold positions; ADV-LBP: :math:`\varepsilon_L^0` uniform in [0.002, 0.05] ×
+:math:`|\Gamma_2^{\max}|`, contrast in [0.05, 1]. ADV-P0: Barker-13 alone, a cluster of
+:math:`k \le 3` atoms in one stripe and one isolated atom that the competitor moves (as in PM),
+:math:`Y` between the two signals plus Gaussian noise of norm (1 − knob)·‖X − X'‖, and
+:math:`w \propto \Gamma - \Gamma'` plus Gaussian noise. In every theorem
+:math:`O_B` = the certified shift × (1 + 2(1 − knob) + 10⁻³): the knob → 1 brings the margin down
+to the certified shift.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ between :math:`X` and a **competitor** :math:`X' = D^{(K)}\Gamma'_K`, where :mat
 moves one spike onto the most coherent neighbouring atom (:math:`|\langle\tilde d, \tilde
 d'\rangle| = \mu_K`): :math:`Y = \tfrac12(X + X') + G`, :math:`\|G\|_2 = (1 - \text{knob})
 \|X - X'\|_2`, :math:`E_0 = \max(\|Y - X\|, \|Y - X'\|)`. The competitor is feasible by
-construction and makes the deepest bound tight as the knob → 1 (ratio
+construction and makes the deepest bound tight as the knob → 1 (ratio about
 :math:`1/(1 + 4(1 - \text{knob})^2)`).
 
 **Check**: the OMP projection :func:`mlverify.project` (stripe constraint on :math:`D^{(K)}`, the
