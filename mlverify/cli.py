@@ -203,7 +203,8 @@ def _nonnegative_int(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mlverify`` console script."""
     args = build_parser().parse_args(argv)
-    return args.run(args, Console())
+    # Pipes and CI logs get a fixed, wide table instead of rich's 80-column default.
+    return args.run(args, Console(width=None if sys.stdout.isatty() else 120))
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ def _cpu_threshold(v: np.ndarray, beta: np.ndarray, kind: str) -> np.ndarray:
         canonical = v.reshape(-1, m, height, width)
         per_channel = np.ascontiguousarray(beta.reshape(m))
     out = np.empty_like(canonical)
-    cpu.threshold(canonical, per_channel, KINDS[kind], out)
+    with cpu.threads_for(canonical.size):
+        cpu.threshold(canonical, per_channel, KINDS[kind], out)
     return out.reshape(v.shape)
 
 

@@ -1,3 +1,9 @@
-"""Imports every theorem module so that their theorems register (one module per paper)."""
+"""The theorem modules, one per paper; importing them registers their theorems in this order."""
 
-from . import bounds  # noqa: F401
+import importlib
+
+#: Registration (and report) order: dictionary bounds, then the papers in THEORY.md §4 order.
+MODULES = ("bounds", "jmlr", "pdl", "adv")
+
+for _name in MODULES:
+    importlib.import_module(f"{__package__}.{_name}")
