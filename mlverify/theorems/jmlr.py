@@ -349,14 +349,14 @@ class SpikeInstance:
 
 
 def _spike_instance(rng: np.random.Generator, spacing: int, contrast: float,
-                    noise: np.ndarray | None, radius: float | None = None) -> SpikeInstance:
+                    noise: np.ndarray | None) -> SpikeInstance:
     """Spikes of largest magnitude at most 1 and the given ``contrast`` (spacing ``spacing``) on
     THEORY's two-layer model, plus ``noise`` (``None``: noiseless)."""
     model = _model(*GOLOMB4)
     gamma2 = _spikes(rng, model.layers[1].n_atoms, spacing, 1.0, contrast, False)
     codes = tuple(model.synthesize(gamma2)[1:])
     noise = np.zeros((1, LENGTH)) if noise is None else noise
-    return SpikeInstance(model, codes, noise, model.layers[0].synthesize(codes[0]) + noise, radius)
+    return SpikeInstance(model, codes, noise, model.layers[0].synthesize(codes[0]) + noise)
 
 
 def _sparsity_margins(instance: SpikeInstance, fraction: float) -> dict[str, float]:
