@@ -1,5 +1,5 @@
 r"""Theorems of Papyan, Romano, Elad, "Convolutional neural networks analyzed via convolutional
-sparse coding", JMLR 2017 (THEORY.md §4), on two-layer ML-CSC instances.
+sparse coding", JMLR 2017 (THEORY.md §4), on two-layer ML-CSC instances (three layers for SP).
 
 Notation: :math:`Y = X + E`, :math:`X = D_1\Gamma_1`, :math:`\Gamma_1 = D_2\Gamma_2`;
 :math:`k_i = \|\Gamma_i\|^s_{0,\infty}` (stripe side :math:`2n_i - 1`), :math:`\mu_i = \mu(D_i)`,
