@@ -2,7 +2,8 @@
 
 Wired into :mod:`mlverify.cli` by ``add_sweep_parser(subparsers)``. Re-running the same command
 resumes: only the (cell, trial) pairs missing from ``--store`` are computed.
-Exit codes: 0 done, 1 a trial raised (the trials finished before it are kept), 2 bad usage.
+Exit codes: 0 done; 1 the run stopped on an error (a trial raised, a worker died; the trials
+finished before it are kept); 2 bad usage.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                 progress=lambda done, total: bar.update(task, completed=done, total=total))
         except Exception:
             bar.stop()
-            console.print(f"[bold red]a trial of {sweep.name} failed[/bold red] (finished "
-                          f"trials are stored in {args.store}; rerun to resume):")
+            console.print(f"[bold red]sweep {sweep.name} stopped on an error[/bold red] "
+                          f"(finished trials are stored in {args.store}; rerun to resume):")
             console.print(traceback.format_exc())
             return 1
         rows = store.rows(sweep)

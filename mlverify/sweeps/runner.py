@@ -90,6 +90,14 @@ def run_sweep(
     Returns
     -------
     RunSummary
+
+    Notes
+    -----
+    Worker processes are spawned: a script calling this with ``executor="local"`` or a Dask
+    ``LocalCluster`` of processes needs the ``if __name__ == "__main__":`` guard. A Dask
+    ``LocalCluster`` with ``dask_processes=False`` runs the workers as threads of this process:
+    use one worker there (Numba's parallel kernels are not meant to be entered by several
+    threads at once).
     """
     if not isinstance(sweep, Sweep):
         raise TypeError(f"sweep must be a Sweep, got {type(sweep).__name__}")
@@ -149,7 +157,7 @@ def _dask(sweep: Sweep, todo: dict[int, list[int]], workers: int, scheduler: str
         cluster, client = None, Client(scheduler)
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                               dashboard_address=None)
+                               dashboard_address=":0")
         client = Client(cluster)
     try:
         futures = [client.submit(run_cell, sweep, cell, trials, pure=False)

@@ -9,6 +9,7 @@ finish, and a resumed sweep computes exactly what an uninterrupted one would hav
 from __future__ import annotations
 
 import re
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -138,8 +139,6 @@ class Sweep:
 
     def run_trial(self, cell: int, trial: int) -> tuple[int, Record, float]:
         """Run one trial here: ``(seed, record, seconds)``."""
-        import time
-
         seed = trial_seed(self.name, cell, trial)
         start = time.perf_counter()
         record = check_record(self.trial(self.grid.cell(cell), seed))
