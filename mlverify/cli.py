@@ -19,6 +19,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .cli_sweep import add_sweep_parser
+
 
 def _version(distribution: str) -> str:
     try:
@@ -183,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--replay", metavar="FILE", help="re-run one saved instance")
     verify.add_argument("--list", action="store_true", help="list the theorems and exit")
     verify.set_defaults(run=_cmd_verify, parser=verify)
+
+    add_sweep_parser(sub)
     return parser
 
 
