@@ -32,6 +32,7 @@ def test_floor_and_tightness():
         outcomes.append(THEOREM.check(instance))
     assert len(outcomes) == 40
     assert all(o.holds for o in outcomes)
+    assert not any(o.details["undecided"] for o in outcomes)  # all proven, none in the band
     ratios = [o.ratio for o in outcomes]
     assert max(ratios) > 0.2  # measured 0.37 over 200 trials (median 0.17)
     # The certified bracket F(γ*) − F_upper <= true gap <= F(γ*) − F_lb is narrow.
