@@ -62,6 +62,11 @@ MAX_REPAIRS = 50
 #: whose support could not represent X better than 1e-8, seed 22508263, knob 0.5).
 LP_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
+#: Most rows ``c·N`` of the dense matrices of W2's linear programs: the least-squares systems of
+#: their vertices stay below the sizes where the threaded BLAS starts (10x slower above, measured
+#: on the busy 2-core machine: 0.06 ms at 80, 0.6 ms at 100 for a solve).
+MAX_ROWS = 80
+
 #: Low-coherence multi-atom dictionaries ``(m, n, c)`` (THEORY.md §5), optimised with seed 0.
 LOW_COHERENCE_SIZES = ((2, 13, 1), (3, 8, 2))
 
@@ -192,43 +197,54 @@ def _noise(rng: np.random.Generator, instance: CodingInstance, eps: float,
     return mix * (eps / patch_l2_inf(mix, n))
 
 
-def _vertex(M: np.ndarray, x: np.ndarray, codes: np.ndarray,
-            scale: float) -> tuple[np.ndarray, np.ndarray]:
-    r"""The support ``T`` of an LP solution ``codes`` (entries above ``1e-9·scale``) and the
-    representation :math:`z_T = M_T^+x` on it (zero elsewhere).
+def _least_squares(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    r""":math:`\arg\min_z\|Az - b\|_2` for ``A`` of full column rank: normal equations and one
+    step of iterative refinement.
 
-    A vertex of a linear program is fixed by its support; HiGHS returns it to its feasibility
-    tolerance, this recomputes it to rounding.
+    ``numpy.linalg.lstsq`` and QR were 100x slower here (about 100 ms for a 98 x 96 matrix on the
+    busy 2-core machine: the threaded BLAS of the blocked LAPACK routines), while ``solve`` on the
+    small Gram matrix takes 0.1 ms. The columns used here are well conditioned (supports of
+    stripe sparsity ``k`` have :math:`\lambda_{\min}(G_S) \ge 1 - (k-1)\mu`) or the independent
+    columns of a linear-program vertex.
     """
-    support = np.abs(codes) > RECOVERY_TOL * scale
-    exact = np.zeros_like(codes)
-    exact[support] = np.linalg.lstsq(M[:, support], x)[0]
-    return support, exact
+    gram = A.T @ A
+    z = np.linalg.solve(gram, A.T @ b)
+    return z + np.linalg.solve(gram, A.T @ (b - A @ z))
 
 
-def _l1_representation(M: np.ndarray, x: np.ndarray, fixed_zero: int | None = None,
-                       fixed: tuple[int, float] | None = None) -> np.ndarray | None:
-    r"""A vertex solution of :math:`\min\|z\|_1` s.t. :math:`Mz = x` (HiGHS, dense LP).
+def _l1_vertex(M: np.ndarray, x: np.ndarray, scale: float,
+               fixed: tuple[int, float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    r"""A vertex solution of :math:`\min\|z\|_1` s.t. :math:`Mz = x` (and :math:`z_j = v` for
+    ``fixed = (j, v)``), or ``None`` when that program is infeasible.
 
-    ``fixed_zero`` forces :math:`z_j = 0`; ``fixed = (j, v)`` forces :math:`z_j = v`. Variables
-    :math:`z = u - v`, :math:`u, v \ge 0`, HiGHS tolerances :data:`LP_OPTIONS`. ``None`` when the
-    program is infeasible.
+    Solved by HiGHS on :math:`z = u - v`, :math:`u, v \ge 0` (tolerances :data:`LP_OPTIONS`).
+    Returns the support ``T`` (a boolean mask: the entries of the LP solution above
+    ``1e-9·scale``, plus ``j``) and the vertex recomputed to rounding on it: a vertex is fixed by
+    its support, whose free columns are independent, so :math:`z_F = M_F^+(x - v\,m_j)`,
+    :math:`F = T \setminus \{j\}`, with :math:`z_j = v` (HiGHS itself is accurate only to its
+    feasibility tolerance).
     """
     n = M.shape[1]
     bounds = [(0.0, None)] * (2 * n)
-    if fixed_zero is not None:
-        bounds[fixed_zero] = bounds[n + fixed_zero] = (0.0, 0.0)
+    target = x
     if fixed is not None:
         j, value = fixed
         bounds[j] = (max(value, 0.0), max(value, 0.0))
         bounds[n + j] = (max(-value, 0.0), max(-value, 0.0))
+        target = x - value * M[:, j]
     result = scipy.optimize.linprog(np.ones(2 * n), A_eq=np.hstack([M, -M]), b_eq=x,
                                     bounds=bounds, method="highs", options=LP_OPTIONS)
     if result.status == 2:
         return None
     if result.status != 0:
         raise RuntimeError(f"linprog failed: {result.message}")
-    return result.x[:n] - result.x[n:]
+    free = np.abs(result.x[:n] - result.x[n:]) > RECOVERY_TOL * scale
+    vertex = np.zeros(n)
+    if fixed is not None:
+        free[j] = False
+        vertex[j] = value
+    vertex[free] = _least_squares(M[:, free], target)
+    return vertex != 0, vertex
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,10 +261,10 @@ class Uniqueness(Theorem):
     stripe of Γ, (i) :math:`\Gamma' = \arg\min \|z\|_1` s.t. :math:`Dz = X`, :math:`z_j = 0`
     and (ii) :math:`\Gamma' = \Gamma + \Delta` with :math:`\Delta = \arg\min\|\Delta\|_1` s.t.
     :math:`D\Delta = 0`, :math:`\Delta_j = -\Gamma_j` (a sparse null-space vector that removes
-    atom :math:`j`); both are linear programs on the dense matrix (sizes ``m·N <= 150``). The
-    entries below ``1e-9·max|Γ|`` of a solution are zeroed (which can only lower its sparsity)
-    and the others recomputed by least squares on that support, which must represent X to
-    ``1e-8·max(‖X‖, max|Γ|)``. Conclusions checked on every
+    atom :math:`j`); both are linear programs on the dense matrix (``c·N <= 80`` rows) whose
+    vertices are recomputed to rounding on their supports (:func:`_l1_vertex`); entries below
+    ``1e-9·max|Γ|`` are then zeroed (which can only lower the sparsity) and the competitor must
+    still represent X to ``1e-8·max(‖X‖, max|Γ|)``. Conclusions checked on every
     competitor :math:`\Gamma' \ne \Gamma`: (1) :math:`\|\Gamma'\|^s_{0,\infty} > k`
     (uniqueness of the sparsest); (2) :math:`\|\Gamma'\|^s_{0,\infty} \ge 1 + 1/\mu - k` and
     (3) :math:`\|\Gamma' - \Gamma\|^s_{0,\infty} \ge 1 + 1/\mu` (the proof: :math:`\Delta` in the
@@ -272,7 +288,7 @@ class Uniqueness(Theorem):
         D = dictionaries()[1 + int(rng.integers(len(LOW_COHERENCE_SIZES)))]
         n = D.kernel_size[0]
         k, _ = _sparsity(knob, _largest_below(0.5 * (1 + 1 / D.coherence())))
-        length = int(rng.integers(2 * n - 1, 150 // D.n_atoms + 1))
+        length = int(rng.integers(2 * n - 1, MAX_ROWS // D.n_channels + 1))
         return CodingInstance.from_codes(D, _plant(rng, D, length, k, rng.uniform(0.2, 1.0)))
 
     def hypotheses(self, instance: CodingInstance) -> dict[str, float]:
@@ -300,14 +316,15 @@ class Uniqueness(Theorem):
         spark = 1 + 1 / mu
         competitors = []
         for j in self._probes(instance):
-            direct = _l1_representation(M, x, fixed_zero=j)
-            null = _l1_representation(M, np.zeros_like(x), fixed=(j, -gamma[j]))
-            competitors += [z for z in (direct, None if null is None else gamma + null)
-                            if z is not None]
+            direct = _l1_vertex(M, x, scale, fixed=(j, 0.0))
+            null = _l1_vertex(M, np.zeros_like(x), scale, fixed=(j, -gamma[j]))
+            if direct is not None:
+                competitors.append(direct[1])
+            if null is not None:
+                competitors.append(gamma + null[1])
         sparsities, differences, misfits = [], [], []
         size = max(float(np.linalg.norm(x)), scale)  # X = 0 is possible outside the hypotheses
-        for z in competitors:
-            _, z = _vertex(M, x, z, scale)  # z_j = 0 ≠ Γ_j: never Γ itself
+        for z in competitors:  # every competitor has z_j = 0 ≠ Γ_j: none is Γ itself
             z[np.abs(z) <= RECOVERY_TOL * scale] = 0.0  # fewer non-zeros: the strict direction
             misfits.append(float(np.linalg.norm(M @ z - x)) / size)
             sparsities.append(int(stripe_l0_inf(z.reshape(shape), n)))
@@ -346,7 +363,7 @@ def _omp_margin(M: np.ndarray, x: np.ndarray, support: np.ndarray, order: np.nda
     worst = 0.0
     for t in range(len(order)):
         active = M[:, order[:t]]
-        residual = x - active @ np.linalg.lstsq(active, x)[0] if t else x
+        residual = x - active @ _least_squares(active, x) if t else x
         corr = np.abs(M.T @ residual)
         worst = max(worst, float(corr[outside].max() / corr[support].max()))
     return worst
@@ -416,7 +433,7 @@ class NoiselessRecovery(Theorem):
         omp_error = float(np.abs(by_omp - gamma).max())
         omp_ok = np.array_equal(by_omp != 0, gamma != 0) and omp_error <= RECOVERY_TOL * scale
 
-        bp_support, by_bp = _vertex(M, x, _l1_representation(M, x), scale)
+        bp_support, by_bp = _l1_vertex(M, x, scale)
         bp_error = float(np.abs(by_bp - gamma).max())
         bp_ok = np.array_equal(bp_support, gamma != 0) and bp_error <= RECOVERY_TOL * scale
 

@@ -46,8 +46,14 @@ def test_floor_of_qualifying_trials(theorem_id):
 
 def test_w2_regression_inexact_lp_vertex():
     # HiGHS' default feasibility tolerance (1e-7) returned a competitor 3e-8 away from X here.
+    # The instance of W2.sample(default_rng(22508263), 0.5) when W2 drew N up to 75.
     theorem = get("W2")
-    instance = theorem.sample(np.random.default_rng(22508263), 0.5)
+    rng = np.random.default_rng(22508263)
+    D = dictionaries()[1 + int(rng.integers(2))]
+    length = int(rng.integers(2 * D.kernel_size[0] - 1, 76))
+    gamma = wltg._plant(rng, D, length, 2, rng.uniform(0.2, 1.0))
+    instance = CodingInstance.from_codes(D, gamma)
+    assert (D.n_atoms, length) == (2, 70)
     outcome = theorem.check(instance)
     assert outcome.holds
     assert outcome.details["max competitor misfit"] < 1e-12
@@ -82,8 +88,8 @@ def test_from_codes_rejects_wrong_noise_shape():
 def _null_vector(instance: CodingInstance) -> np.ndarray:
     """A sparse non-zero null-space vector of the instance's global dictionary."""
     M = instance.dense()
-    return wltg._l1_representation(M, np.zeros(M.shape[0]), fixed=(0, 1.0)).reshape(
-        instance.gamma.shape)
+    _, null = wltg._l1_vertex(M, np.zeros(M.shape[0]), 1.0, fixed=(0, 1.0))
+    return null.reshape(instance.gamma.shape)
 
 
 def test_w2_fails_when_gamma_is_not_the_sparsest():
@@ -121,14 +127,14 @@ def test_w3_fails_on_a_wrong_bp_solution(monkeypatch):
     theorem = get("W3")
     instance = theorem.sample(theorem.rng(0, 7), 0.5)
     assert theorem.check(instance).holds
-    exact = wltg._l1_representation
+    exact = wltg._l1_vertex
 
-    def perturbed(M, x, **kwargs):
-        z = exact(M, x, **kwargs)
-        z[np.flatnonzero(z == 0)[0]] = 0.5 * np.abs(z).max()  # an atom outside supp Γ
-        return z
+    def perturbed(M, x, scale, fixed=None):
+        support, z = exact(M, x, scale, fixed)
+        support[np.flatnonzero(~support)[0]] = True  # an atom outside supp Γ (value 0)
+        return support, z
 
-    monkeypatch.setattr(wltg, "_l1_representation", perturbed)
+    monkeypatch.setattr(wltg, "_l1_vertex", perturbed)
     outcome = theorem.check(instance)
     assert not outcome.holds
     assert outcome.details["omp error"] <= 1e-12  # OMP is right: the BP support check failed
