@@ -226,23 +226,28 @@ class MLISTAFixedPointGap(Theorem):
 
 
 def fit_lecture_constants(records: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    r"""Fit the lecture's :math:`F(\gamma^{k+1}) - F_{opt} \approx \eta\varepsilon +
-    (\beta + \kappa t)\mu` by non-negative least squares over a run (reported, never asserted).
+    r"""Fit the lecture's :math:`F(\gamma^{k+1}) - F_{opt} \le \eta\varepsilon +
+    (\beta + \kappa t)\mu` over a run (reported, never asserted), two ways.
+
+    - **Least squares** (non-negative): the constants that best describe the typical gap.
+    - **Envelope**: the non-negative constants of smallest total :math:`\sum_k` fit that make the
+      bound hold on every record (a linear programme), i.e. the empirical constants of the
+      lecture's inequality on this run.
 
     Parameters
     ----------
     records : iterable of mappings
         ``Outcome.details`` of :class:`MLISTAFixedPointGap` checks. Each gives two rows: the
-        early iterate
-        (``lecture_eps`` → ``lecture_gap``) and the fixed point (``fixed_point_residual`` →
-        ``gap``), both with the features :math:`(\varepsilon, \mu, t\mu)`.
+        early iterate (``lecture_eps`` → ``lecture_gap``) and the fixed point
+        (``fixed_point_residual`` → ``gap``), both with the features :math:`(\varepsilon, \mu,
+        t\mu)`.
 
     Returns
     -------
     dict
-        ``eta``, ``beta``, ``kappa`` (non-negative), ``rms`` (root-mean-square residual of the
-        fit), ``max_excess`` (largest ``gap − fit``: how far from an upper envelope the least
-        squares fit is) and ``rows``.
+        ``eta``, ``beta``, ``kappa`` (least squares), ``rms`` (its root-mean-square residual),
+        ``max_excess`` (largest ``gap − fit``), ``eta_envelope``, ``beta_envelope``,
+        ``kappa_envelope`` and ``rows``.
     """
     features, targets = [], []
     for record in records:
@@ -256,6 +261,9 @@ def fit_lecture_constants(records: Iterable[Mapping[str, float]]) -> dict[str, f
     X, b = np.asarray(features, dtype=np.float64), np.asarray(targets, dtype=np.float64)
     coef, _ = scipy.optimize.nnls(X, b)
     fit = X @ coef
+    envelope = scipy.optimize.linprog(X.sum(axis=0), A_ub=-X, b_ub=-b, bounds=(0, None))
+    env = envelope.x if envelope.success else np.full(3, np.nan)
     return {"eta": float(coef[0]), "beta": float(coef[1]), "kappa": float(coef[2]),
             "rms": float(np.sqrt(np.mean((b - fit) ** 2))), "max_excess": float(np.max(b - fit)),
-            "rows": float(len(b))}
+            "eta_envelope": float(env[0]), "beta_envelope": float(env[1]),
+            "kappa_envelope": float(env[2]), "rows": float(len(b))}

@@ -42,6 +42,12 @@ def test_floor_and_tightness():
     constants = mlbp.fit_lecture_constants(o.details for o in outcomes)
     assert constants["rows"] == 80
     assert min(constants["eta"], constants["beta"], constants["kappa"]) >= 0
+    rows = [(d["lecture_eps"], d["mu"], d["t"], d["lecture_gap"]) for d in (
+        o.details for o in outcomes)]
+    for eps, mu, t, gap in rows:  # the envelope is an upper bound on every record
+        fit = constants["eta_envelope"] * eps + (constants["beta_envelope"]
+                                                 + constants["kappa_envelope"] * t) * mu
+        assert gap <= fit * (1 + 1e-6) + 1e-12
 
 
 def test_polish_gives_a_fixed_point_and_ista_agrees():
@@ -103,5 +109,9 @@ def test_fit_recovers_planted_constants():
     fit = mlbp.fit_lecture_constants(records)
     assert fit["eta"] == pytest.approx(0.3) and fit["beta"] == pytest.approx(0.2)
     assert fit["kappa"] == pytest.approx(0.7) and fit["rms"] < 1e-10
+    # Exact data: the envelope is the same inequality, tight.
+    assert fit["eta_envelope"] == pytest.approx(0.3, abs=1e-6)
+    assert fit["beta_envelope"] == pytest.approx(0.2, abs=1e-6)
+    assert fit["kappa_envelope"] == pytest.approx(0.7, abs=1e-6)
     with pytest.raises(ValueError, match="records"):
         mlbp.fit_lecture_constants([])
