@@ -279,10 +279,9 @@ def alternative_representation(instance: UniquenessInstance) -> np.ndarray | Non
                 continue
             candidate = np.zeros(m2)
             candidate[columns] = x
-            free_dims = directions.shape[1] - numerical_rank(G)
-            if free_dims > 0:
-                step = directions @ null_basis(G)[:, 0] if G.size else directions[:, 0]
-                candidate[columns] = x + step * scale
+            kernel = null_basis(G) if directions.shape[1] else np.zeros((0, 0))
+            if kernel.shape[1]:  # a line (or more) of solutions: step away from γ2
+                candidate[columns] = x + directions @ kernel[:, 0] * scale
                 return candidate
             if np.linalg.norm(candidate - gamma2) > 1e-6 * scale:
                 return candidate
