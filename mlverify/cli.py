@@ -91,6 +91,11 @@ def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
                              progress=lambda i, n: bar.advance(rows[i], n))
     wall = time.perf_counter() - start
     console.print(report.table(reports))
+    for r in reports:
+        for f in r.findings:
+            state = "reproduced" if f["reproduced"] else "NOT reproduced"
+            console.print(f"[yellow]finding[/yellow] {r.id} (seed {f['seed']}, knob {f['knob']}, "
+                          f"{state}): {f['reason']}")
     document = report.as_json(reports, seed=args.seed, engine=args.engine, target=target,
                               wall_seconds=wall)
     if args.json is not None:
