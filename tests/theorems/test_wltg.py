@@ -179,15 +179,24 @@ def test_w7_fails_outside_the_hypotheses():
 def test_w7_fails_on_a_wrong_minimiser(monkeypatch):
     theorem = get("W7")
     instance = theorem.sample(theorem.rng(0, 2), 0.9)
-    solution, _ = theorem.solve(instance)
+    solution, fista = theorem.solve(instance)
     assert theorem.check(instance).holds
     wrong = solution.codes.copy()
     wrong[np.flatnonzero(instance.gamma == 0)[0]] = 1e-3  # an entry outside supp Γ
     monkeypatch.setattr(theorem, "solve",
-                        lambda *args: (dataclasses.replace(solution, codes=wrong), 0.0))
+                        lambda *args: (dataclasses.replace(solution, codes=wrong), fista))
     outcome = theorem.check(instance)
     assert not outcome.holds
     assert outcome.details["(a) entries outside supp Γ"] == 1
+
+
+@pytest.mark.parametrize("theorem_id", ["W3", "W6", "W7"])
+def test_engines_agree(theorem_id):
+    theorem = get(theorem_id)
+    instance = theorem.sample(theorem.rng(3, 0), 0.9)
+    by_numpy, by_cpu = theorem.check(instance, "numpy"), theorem.check(instance, "cpu")
+    assert by_numpy.holds and by_cpu.holds
+    assert by_numpy.measured == pytest.approx(by_cpu.measured, rel=1e-9, abs=1e-15)
 
 
 # The exact Lasso minimiser ---------------------------------------------------------------------
