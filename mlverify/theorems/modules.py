@@ -3,7 +3,7 @@
 import importlib
 
 #: Registration (and report) order: dictionary bounds, then the papers in THEORY.md §4 order.
-MODULES = ("bounds", "jmlr", "pdl", "mlbp", "hol", "adv")
+MODULES = ("bounds", "wltg", "jmlr", "pdl", "mlbp", "hol", "adv")
 
 for _name in MODULES:
     importlib.import_module(f"{__package__}.{_name}")
