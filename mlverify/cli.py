@@ -92,6 +92,9 @@ def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
     wall = time.perf_counter() - start
     console.print(report.table(reports))
     for r in reports:
+        if r.fitted:
+            fitted = ", ".join(f"{k} = {v:.3g}" for k, v in r.fitted.items())
+            console.print(f"[cyan]fitted[/cyan] {r.id} (reported, not asserted): {fitted}")
         for f in r.findings:
             state = "reproduced" if f["reproduced"] else "NOT reproduced"
             console.print(f"[yellow]finding[/yellow] {r.id} (seed {f['seed']}, knob {f['knob']}, "

@@ -98,6 +98,11 @@ class Theorem(ABC):
     def check(self, instance: Any, engine: str = "auto") -> Outcome:
         """Run the pursuit on ``instance`` and compare what it measures with the bound."""
 
+    def summarise(self, details: list[Mapping[str, float]]) -> dict[str, float]:
+        """Quantities fitted over a run's ``Outcome.details`` (reported, never asserted); none by
+        default."""
+        return {}
+
     def met(self, instance: Any) -> bool:
         """Whether every hypothesis holds strictly."""
         return all(margin > 0 for margin in self.hypotheses(instance).values())

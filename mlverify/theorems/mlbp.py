@@ -166,6 +166,10 @@ class MLISTAFixedPointGap(Theorem):
     statement = "γ* fixed point of ML-ISTA, z = D2γ*, u = S_μλ1(z − μD1ᵀ(D1z − y)) ⇒ " \
                 "F(γ*) − F_opt ≤ 2λ1‖z − u‖₁"
 
+    def summarise(self, details: list[Mapping[str, float]]) -> dict[str, float]:
+        """The lecture's constants η, β, κ fitted over the run (:func:`fit_lecture_constants`)."""
+        return fit_lecture_constants(details)
+
     def sample(self, rng: np.random.Generator, knob: float) -> MLISTAInstance:
         n, m1, m2 = SIZES
         D1 = rng.standard_normal((n, m1)) / np.sqrt(n)

@@ -112,6 +112,9 @@ def write_report(directory: Path, reports: list[TheoremReport], document: dict) 
             lines += [f"Tightest case: ratio {_fmt(r.worst['ratio'])} at trial "
                       f"{r.worst['trial']}, knob {r.worst['knob']:.3f} (replay: "
                       f"`mlverify verify --replay` on a file with this spec).", ""]
+        if r.fitted:
+            lines += ["Fitted over this run (reported, not asserted): "
+                      + ", ".join(f"{k} = {v:.4g}" for k, v in r.fitted.items()) + ".", ""]
         for f in r.findings:
             lines += [f"**Finding** (seed {f['seed']}, knob {f['knob']}): {f['reason']} — "
                       f"{'reproduced' if f['reproduced'] else 'NOT reproduced'}.", ""]

@@ -45,7 +45,7 @@ class TrialRecord:
     bound: float = math.nan
     ratio: float = math.nan
     seconds: float = 0.0
-    error: str = ""
+    details: dict = field(default_factory=dict)
 
     def replay_spec(self, engine: str) -> dict:
         """What ``mlverify verify --replay`` needs to rebuild and re-check this instance."""
@@ -76,7 +76,7 @@ def run_trial(theorem: Theorem, seed: int, trial: int, knob: float, engine: str)
     return TrialRecord(
         theorem.id, seed, trial, knob, met=True, holds=bool(outcome.holds),
         measured=float(outcome.measured), bound=float(outcome.bound), ratio=float(outcome.ratio),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, details=dict(outcome.details),
     )
 
 
@@ -105,6 +105,7 @@ class TheoremReport:
     violating: list[dict] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
     findings: list[dict] = field(default_factory=list)
+    fitted: dict = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -143,6 +144,7 @@ def summarise(theorem: Theorem, records: Iterable[TrialRecord], floor: int, seco
         worst=None if worst is None else worst.replay_spec(engine),
         violating=[r.replay_spec(engine) for r in met if not r.holds],
         ratios=ratios, findings=findings,
+        fitted=theorem.summarise([r.details for r in met]) if met else {},
     )
 
 
