@@ -41,6 +41,24 @@ def threads_for(work: int) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
+def thread_count() -> int:
+    """Threads the parallel kernels use (Numba's current setting)."""
+    return numba.get_num_threads()
+
+
+def block_width(out: np.ndarray) -> int:
+    """Width of the x-blocks of :func:`correlate` for the canonical output ``out``.
+
+    Whole rows when there are enough (batch, row) tasks for every thread, else rows split into
+    blocks (of at least 64 columns) until there are.
+    """
+    tasks, width = out.shape[0] * out.shape[2], out.shape[3]
+    wanted = 4 * numba.get_num_threads()
+    if tasks == 0 or tasks >= wanted:
+        return width
+    return max(64, -(-width // -(-wanted // tasks)))
+
+
 @njit(inline="always", cache=True)
 def _accumulate_row(acc, ext, taps):  # pragma: no cover - compiled
     """``acc[x] += Σ_u taps[u] · ext[x + u]``, taps unrolled by four (all-zero groups skipped)."""

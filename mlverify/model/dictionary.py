@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import scipy.fft
 
@@ -141,19 +140,6 @@ class ConvDictionary:
                 "periodic convolution needs every spatial size >= the filter length"
             )
 
-    @staticmethod
-    def _block(out: np.ndarray) -> int:
-        """Width of the x-blocks of :func:`kernels.cpu.correlate` for the canonical ``out``.
-
-        Whole rows when there are enough (batch, row) tasks for every thread, else rows split
-        into blocks (of at least 64 columns) until there are.
-        """
-        tasks, width = out.shape[0] * out.shape[2], out.shape[3]
-        wanted = 4 * numba.get_num_threads()
-        if tasks == 0 or tasks >= wanted:
-            return width
-        return max(64, -(-width // -(-wanted // tasks)))
-
     # ------------------------------------------------------------------ operators
     def synthesize(self, codes, *, engine: str = "auto", method: str = "auto") -> np.ndarray:
         """Synthesis :math:`D\\Gamma`: codes ``(..., m, *S)`` to a signal ``(..., c, *S)``.
@@ -192,7 +178,7 @@ class ConvDictionary:
                 return out
         with cpu.threads_for(codes4.size * taps):
             offset = 1 - self._f4.shape[3]
-            cpu.correlate(codes4, self._synthesis_taps, out, -1, offset, self._block(out))
+            cpu.correlate(codes4, self._synthesis_taps, out, -1, offset, cpu.block_width(out))
         return out
 
     def analyze(self, signal, *, engine: str = "auto") -> np.ndarray:
@@ -212,7 +198,7 @@ class ConvDictionary:
         else:
             out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
             with cpu.threads_for(out.size * self._f4[0].size):
-                cpu.correlate(signal4, self._f4, out, 1, 0, self._block(out))
+                cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out))
         return out.reshape(batch + (self.n_atoms,) + spatial)
 
     def _spatial_shape(self, spatial_shape) -> tuple[int, ...]:

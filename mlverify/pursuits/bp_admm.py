@@ -49,7 +49,6 @@ import functools
 import math
 import time
 
-import numba
 import numpy as np
 import scipy.fft
 
@@ -78,7 +77,7 @@ _UPDATE_BLOCK = 8192
 
 def _block(tasks: int, size: int, block: int) -> int:
     """Block length so that ``tasks`` rows give at least 4 blocks per thread, at most ``block``."""
-    wanted = 4 * numba.get_num_threads()
+    wanted = 4 * cpu.thread_count()
     per_row = -(-wanted // max(tasks, 1))
     return max(1, min(block, -(-size // per_row)))
 
@@ -95,7 +94,7 @@ class _ADMM:
         self.dtype = D.dtype
         self.cdtype = np.result_type(self.dtype, np.complex64)
         self.axes = tuple(range(2, 2 + d))
-        self.workers = numba.get_num_threads()
+        self.workers = cpu.thread_count()
         self.lam = lam
         self.nonneg = nonneg
 
