@@ -102,6 +102,7 @@ def test_quick_sweep_report_and_expected_outcomes(tmp_path):
     # and beats thresholding somewhere; no theorem is contradicted.
     assert found["low_hard"] < found["high_hard"] and found["low_soft"] < found["high_soft"]
     assert found["low_lbp"] > found["low_hard"] and found["lbp_wins_cells"] >= 1
+    assert found["relerr_lbp_1"] < min(found["relerr_hard_1"], found["relerr_soft_1"])
     assert sum(found[f"violations_{p}"] for p in ("hard", "soft", "lbp")) == 0
     paths = write_report(sweep, rows, tmp_path / "reports")
     assert [p.name for p in paths] == ["lt-vs-lbp-quick.png", "lt-vs-lbp-quick-error.png",
