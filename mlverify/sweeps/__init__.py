@@ -16,7 +16,7 @@ A user-defined sweep::
 or from the command line, ``mlverify sweep my-sweep --module my_module --store my.sqlite``.
 """
 
-from . import phase_bp
+from . import lt_vs_lbp, phase_bp
 from .grid import Grid
 from .report import CellSummary, aggregate, write_report, write_summary
 from .runner import EXECUTORS, RunSummary, run_sweep
@@ -24,6 +24,7 @@ from .store import SCHEMA_VERSION, Row, Store
 from .sweep import Sweep, check_record, get, register, registry, trial_seed, unregister
 
 register(phase_bp.SWEEP)
+register(lt_vs_lbp.SWEEP)
 
 __all__ = [
     "EXECUTORS",
