@@ -388,7 +388,7 @@ SWEEP = Sweep(
     description="[HOL] holistic pursuit vs projection: ‖γ̂₂ − γ₂‖²/‖γ₂‖² over ℓ₁ = 1..10 zeros "
     "of γ₁, s₂ = 11 or ℓ₁+1, SNR 25/15 dB in the authors' amplitude convention and as power",
     quick=(Grid({"snr_convention": list(SNR_CONVENTIONS), "snr_db": [25.0],
-                 "s2_rule": ["fixed"], "l1": [2, 8]}), 3),
+                 "s2_rule": ["fixed"], "l1": [2, 9]}), 3),
     warmup=warmup,
     report=report,
 )
