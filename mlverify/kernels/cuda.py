@@ -13,7 +13,8 @@ groups), so the kernels also run in the Numba simulator.
 
 The host wrappers take NumPy arrays or device arrays (see :mod:`mlverify._cuda`): a device input
 is used in place and the result stays on the device; a NumPy input is copied to the device and
-the result copied back. ``numba.cuda`` is imported only through :mod:`mlverify._cuda`.
+the result copied back. :func:`like` returns a device result in the input's array library.
+``numba.cuda`` is imported only through :mod:`mlverify._cuda`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from functools import cache
 import numpy as np
 
 from .. import _cuda
-from .._cuda import cuda
+from .._cuda import cuda, like
 from .._validate import FLOAT_DTYPES, check_finite
 from .._validate import as_float_array as _host_float_array
 from ._scalar import KINDS, shrink
+
+__all__ = ["analyze", "as_float_array", "like", "synthesize", "threshold"]
 
 #: Threads per block and the most blocks of one launch on a GPU (a grid-stride loop covers more).
 THREADS, MAX_BLOCKS = 128, 8192
@@ -64,12 +67,17 @@ def _correlate_kernel(dtype: np.dtype):
             y = (idx // width) % height
             o = (idx // (width * height)) % n_out
             b = idx // (width * height * n_out)
+            first = (x + col_offset) % width
             acc = zero
             for i in range(n_in):
                 for ty in range(n1):
                     row = (y + row_sign * ty) % height
+                    col = first  # (x + u + δ) mod W, stepped without a division per tap
                     for u in range(n2):
-                        acc += taps[o, i, ty, u] * src[b, i, row, (x + u + col_offset) % width]
+                        acc += taps[o, i, ty, u] * src[b, i, row, col]
+                        col += 1
+                        if col == width:
+                            col = 0
             out[b, o, y, x] = acc
 
     return correlate
