@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-ENGINES = ("auto", "numpy", "cpu")
+ENGINES = ("auto", "numpy", "cpu", "cuda")
+#: What :func:`check_engine` accepts unless told otherwise: functions without a CUDA path yet.
+HOST_ENGINES = ("auto", "numpy", "cpu")
 
 
 def as_float_array(name: str, value, *, dtype: np.dtype | None = None) -> np.ndarray:
@@ -49,16 +51,23 @@ def check_finite(name: str, array: np.ndarray) -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
-def check_engine(engine: str, available: tuple[str, ...] = ENGINES) -> str:
+def check_engine(engine: str, available: tuple[str, ...] = HOST_ENGINES) -> str:
     """Resolve ``engine`` to a concrete engine name (``"auto"`` picks the compiled CPU engine).
 
     Raises
     ------
     ValueError
         If ``engine`` is not one of ``available``. Engines never fall back silently.
+    RuntimeError
+        If ``engine="cuda"`` but neither a CUDA device nor the simulator is usable.
     """
     if not isinstance(engine, str) or engine not in available:
-        raise ValueError(f"engine must be one of {available}, got {engine!r}")
+        hint = " (no CUDA path here yet)" if engine == "cuda" else ""
+        raise ValueError(f"engine must be one of {available}, got {engine!r}{hint}")
+    if engine == "cuda":
+        from ._cuda import require_cuda  # numba.cuda is imported only when CUDA is asked for
+
+        require_cuda()
     return "cpu" if engine == "auto" else engine
 
 

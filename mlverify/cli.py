@@ -29,6 +29,16 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
+def _cuda_row() -> str:
+    """The CUDA target: the device or the simulator, or why engine="cuda" is not usable."""
+    from ._cuda import info
+
+    cuda = info()
+    if not cuda["available"]:
+        return f"not available ({cuda['reason']})"
+    return f"{cuda['device']}, {cuda['implementation']}"
+
+
 def info_rows() -> list[tuple[str, str]]:
     """What ``mlverify info`` prints, as (key, value) rows."""
     import numba
@@ -41,6 +51,7 @@ def info_rows() -> list[tuple[str, str]]:
         rows.append((dist, _version(dist)))
     rows += [
         ("engines", ", ".join(e for e in ENGINES if e != "auto") + " (auto = cpu)"),
+        ("cuda", _cuda_row()),
         ("numba threads", f"{numba.get_num_threads()} of {numba.config.NUMBA_NUM_THREADS}"),
         ("threading layer", str(numba.config.THREADING_LAYER)),
         ("machine", f"{platform.machine()}, {platform.system()} {platform.release()}"),

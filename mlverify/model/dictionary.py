@@ -5,12 +5,24 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from .._validate import as_float_array, check_engine, check_finite, window_shape
+from .._validate import ENGINES, as_float_array, check_engine, check_finite, window_shape
 from ..kernels import cpu, reference
 
 #: Densities (non-zeros / coefficients) at or below which ``method="auto"`` synthesises through
 #: the sparse-aware kernel. Chosen from the asv ``SynthesizeDensity`` benchmark on 2 cores.
 SPARSE_DENSITY = 0.05
+
+
+def _cuda_kernels():
+    """:mod:`mlverify.kernels.cuda`, imported on first use (``numba.cuda`` costs ~0.3 s)."""
+    from ..kernels import cuda
+
+    return cuda
+
+
+def _restore(out, original, engine: str):
+    """A CUDA result in the array library of the input (CuPy, PyTorch, Numba; no copy)."""
+    return _cuda_kernels().like(out, original) if engine == "cuda" else out
 
 
 class ConvDictionary:
@@ -113,22 +125,26 @@ class ConvDictionary:
         return ConvDictionary(self._filters * scale.reshape(shape))
 
     # ------------------------------------------------------------------ array plumbing
-    def _canonical(self, name: str, array, n_lead: int):
+    def _canonical(self, name: str, array, n_lead: int, engine: str = "cpu"):
         """Check an array of shape ``(..., n_lead, *S)`` and view it as ``(B, n_lead, H, W)``."""
-        array = as_float_array(name, array, dtype=self.dtype)
+        if engine == "cuda":  # a device array stays on the device (checked there, finite)
+            array = _cuda_kernels().as_float_array(name, array, dtype=self.dtype)
+        else:
+            array = as_float_array(name, array, dtype=self.dtype)
+            check_finite(name, array)
         d = self.spatial_ndim
         if array.ndim < d + 1:
             raise ValueError(
                 f"{name} must have shape (..., {n_lead}, {', '.join('N' * d)}), got {array.shape}"
             )
-        if array.shape[-d - 1] != n_lead:
+        channels = array.shape[array.ndim - d - 1]  # (simulator device shapes: no index < 0)
+        if channels != n_lead:
             raise ValueError(
-                f"{name} has {array.shape[-d - 1]} channels on axis {-d - 1}, the dictionary "
+                f"{name} has {channels} channels on axis {-d - 1}, the dictionary "
                 f"needs {n_lead} (shape {array.shape})"
             )
         spatial = array.shape[-d:]
         self._check_spatial(name, spatial)
-        check_finite(name, array)
         batch = array.shape[: -d - 1]
         canonical = array.reshape((-1, n_lead) + (1,) * (2 - d) + spatial)
         return batch, spatial, canonical
@@ -148,21 +164,26 @@ class ConvDictionary:
         ----------
         codes : ndarray
             Coefficients, same dtype as the filters.
-        engine : {"auto", "numpy", "cpu"}
-            ``"numpy"`` runs the plain NumPy oracle; ``"cpu"`` (and ``"auto"``) the Numba kernels.
+        engine : {"auto", "numpy", "cpu", "cuda"}
+            ``"numpy"`` runs the plain NumPy oracle; ``"cpu"`` (and ``"auto"``) the Numba kernels;
+            ``"cuda"`` the CUDA kernel, which also takes a device array
+            (``__cuda_array_interface__``) and returns one, without host copies.
         method : {"auto", "dense", "sparse"}
             CPU kernel: ``"sparse"`` touches only the non-zeros of ``codes``; ``"auto"`` uses it
-            when the density is at most :data:`SPARSE_DENSITY`. All give the same result.
+            when the density is at most :data:`SPARSE_DENSITY`. All give the same result. The CUDA
+            engine always runs the dense kernel.
         """
-        engine = check_engine(engine)
+        engine = check_engine(engine, ENGINES)
         if method not in ("auto", "dense", "sparse"):
             raise ValueError(f"method must be 'auto', 'dense' or 'sparse', got {method!r}")
-        batch, spatial, codes4 = self._canonical("codes", codes, self.n_atoms)
+        batch, spatial, codes4 = self._canonical("codes", codes, self.n_atoms, engine)
         if engine == "numpy":
             out = reference.synthesize(codes4, self._f4)
+        elif engine == "cuda":
+            out = _cuda_kernels().synthesize(codes4, self._synthesis_taps)
         else:
             out = self._synthesize_cpu(codes4, method)
-        return out.reshape(batch + (self.n_channels,) + spatial)
+        return _restore(out.reshape(batch + (self.n_channels,) + spatial), codes, engine)
 
     def _synthesize_cpu(self, codes4: np.ndarray, method: str) -> np.ndarray:
         out = np.empty((codes4.shape[0], self.n_channels) + codes4.shape[2:], self.dtype)
@@ -188,18 +209,21 @@ class ConvDictionary:
         ----------
         signal : ndarray
             Same dtype as the filters.
-        engine : {"auto", "numpy", "cpu"}
-            ``"numpy"`` runs the plain NumPy oracle; ``"cpu"`` (and ``"auto"``) the Numba kernel.
+        engine : {"auto", "numpy", "cpu", "cuda"}
+            ``"numpy"`` runs the plain NumPy oracle; ``"cpu"`` (and ``"auto"``) the Numba kernel;
+            ``"cuda"`` the CUDA kernel (device arrays in and out, as in :meth:`synthesize`).
         """
-        engine = check_engine(engine)
-        batch, spatial, signal4 = self._canonical("signal", signal, self.n_channels)
+        engine = check_engine(engine, ENGINES)
+        batch, spatial, signal4 = self._canonical("signal", signal, self.n_channels, engine)
         if engine == "numpy":
             out = reference.analyze(signal4, self._f4)
+        elif engine == "cuda":
+            out = _cuda_kernels().analyze(signal4, self._f4)
         else:
             out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
             with cpu.threads_for(out.size * self._f4[0].size):
                 cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out))
-        return out.reshape(batch + (self.n_atoms,) + spatial)
+        return _restore(out.reshape(batch + (self.n_atoms,) + spatial), signal, engine)
 
     def _spatial_shape(self, spatial_shape) -> tuple[int, ...]:
         spatial = window_shape("spatial_shape", spatial_shape, self.spatial_ndim)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._validate import as_float_array, check_engine, check_finite
+from .._validate import ENGINES, as_float_array, check_engine, check_finite
 from ..kernels import cpu
 from ..kernels._scalar import KINDS
 from ..model.mlcsc import MLCSC
@@ -53,10 +53,11 @@ def _check_beta(name: str, beta, v: np.ndarray) -> np.ndarray:
                 f"{name} must be a scalar or have shape (m,) + (1,) * d (one threshold per "
                 f"channel of axis -(d+1) of the input), got {array.shape} for input {v.shape}"
             )
-        if array.shape[0] != v.shape[-d - 1]:
+        channels = v.shape[v.ndim - d - 1]  # (simulator device shapes: no index < 0)
+        if array.shape[0] != channels:
             raise ValueError(
                 f"{name} has {array.shape[0]} per-channel thresholds but axis {-d - 1} of the "
-                f"input has {v.shape[-d - 1]} channels"
+                f"input has {channels} channels"
             )
     if not np.isfinite(array).all() or (array < 0).any():
         raise ValueError(f"{name} must be finite and >= 0")
@@ -73,20 +74,22 @@ def _numpy_threshold(v: np.ndarray, beta: np.ndarray, kind: str) -> np.ndarray:
     return np.where(v > beta, v - beta, zero)
 
 
-def _cpu_threshold(v: np.ndarray, beta: np.ndarray, kind: str) -> np.ndarray:
-    """The Numba kernel on the canonical layout ``(B, m, H, W)`` with ``beta (m,)``."""
+def _canonical(v, beta: np.ndarray):
+    """``v`` as the kernels' layout ``(B, m, H, W)`` and ``beta`` as ``(m,)``."""
     if beta.ndim == 0:
         # One channel; rows over all but the last axis give the kernel parallel tasks.
-        width = v.shape[-1] if v.ndim else 1
-        canonical = v.reshape(1, 1, -1, width)
-        per_channel = beta.reshape(1)
-    else:
-        m = beta.shape[0]
-        spatial = v.shape[v.ndim - (beta.ndim - 1):]
-        height = spatial[0] if len(spatial) > 1 else 1
-        width = math.prod(spatial[1:] if len(spatial) > 1 else spatial)
-        canonical = v.reshape(-1, m, height, width)
-        per_channel = np.ascontiguousarray(beta.reshape(m))
+        width = v.shape[v.ndim - 1] if v.ndim else 1
+        return v.reshape(1, 1, -1, width), beta.reshape(1)
+    m = beta.shape[0]
+    spatial = v.shape[v.ndim - (beta.ndim - 1):]
+    height = spatial[0] if len(spatial) > 1 else 1
+    width = math.prod(spatial[1:] if len(spatial) > 1 else spatial)
+    return v.reshape(-1, m, height, width), np.ascontiguousarray(beta.reshape(m))
+
+
+def _cpu_threshold(v: np.ndarray, beta: np.ndarray, kind: str) -> np.ndarray:
+    """The Numba kernel on the canonical layout ``(B, m, H, W)`` with ``beta (m,)``."""
+    canonical, per_channel = _canonical(v, beta)
     out = np.empty_like(canonical)
     with cpu.threads_for(canonical.size):
         cpu.threshold(canonical, per_channel, KINDS[kind], out)
@@ -96,6 +99,10 @@ def _cpu_threshold(v: np.ndarray, beta: np.ndarray, kind: str) -> np.ndarray:
 def _threshold(v: np.ndarray, beta: np.ndarray, kind: str, engine: str) -> np.ndarray:
     if engine == "numpy":
         return _numpy_threshold(v, beta, kind)
+    if engine == "cuda":
+        from ..kernels import cuda
+
+        return cuda.threshold(*_canonical(v, beta), kind).reshape(v.shape)
     return _cpu_threshold(v, beta, kind)
 
 
@@ -105,16 +112,18 @@ def threshold(v, beta, kind: str = "soft", engine: str = "auto") -> PursuitResul
     Parameters
     ----------
     v : ndarray, float32 or float64
-        Values to threshold (any shape; finite).
+        Values to threshold (any shape; finite); with ``engine="cuda"`` also a device array
+        (``__cuda_array_interface__``), thresholded on the device and returned there.
     beta : float or ndarray
         Threshold :math:`\beta \ge 0`: a scalar, or per channel of shape ``(m,) + (1,) * d``
         for the channel axis ``-(d+1)`` of ``v`` (see the module docstring).
     kind : {"hard", "soft", "relu"}
         :math:`H_\beta(v) = v\,1[|v|>\beta]`, :math:`S_\beta(v) = \mathrm{sign}(v)
         \max(|v|-\beta, 0)`, :math:`S^+_\beta(v) = \max(v-\beta, 0)`.
-    engine : {"auto", "numpy", "cpu"}
+    engine : {"auto", "numpy", "cpu", "cuda"}
         ``"numpy"``: plain NumPy; ``"cpu"`` (and ``"auto"``): the Numba kernel
-        :func:`mlverify.kernels.cpu.threshold`. Both give identical results.
+        :func:`mlverify.kernels.cpu.threshold`; ``"cuda"``: the CUDA kernel
+        :func:`mlverify.kernels.cuda.threshold`. All give identical results.
 
     Returns
     -------
@@ -122,11 +131,16 @@ def threshold(v, beta, kind: str = "soft", engine: str = "auto") -> PursuitResul
         ``codes = [T_beta(v)]`` (same shape and dtype as ``v``), ``status="exact"``.
     """
     kind = _check_kind(kind)
-    engine = check_engine(engine)
-    v = as_float_array("v", v)
-    check_finite("v", v)
-    beta = _check_beta("beta", beta, v)
-    out = _threshold(v, beta, kind, engine)
+    engine = check_engine(engine, ENGINES)
+    if engine == "cuda":
+        from ..kernels import cuda
+
+        array = cuda.as_float_array("v", v)  # a device array stays there (checked, finite)
+        out = cuda.like(_threshold(array, _check_beta("beta", beta, array), kind, engine), v)
+    else:
+        v = as_float_array("v", v)
+        check_finite("v", v)
+        out = _threshold(v, _check_beta("beta", beta, v), kind, engine)
     return PursuitResult(codes=[out], n_iter=0, converged=True, status="exact",
                          message=f"{kind} thresholding (closed form)")
 
