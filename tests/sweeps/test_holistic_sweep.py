@@ -124,6 +124,8 @@ def test_quick_sweep_report_and_holistic_advantage(tmp_path):
     assert "## authors' “25 dB” (power 50 dB), s₂ rule `fixed`" in text
     assert "## power SNR 25 dB, s₂ rule `fixed`" in text
     assert text.count(" of 2 |") == 2  # one verdict row per (convention, SNR)
+    assert "Solver health: 0 of 24 final solves not converged; 0 with" in text
+    assert "“25 dB”: projection ≈ 2.45e-05 flat" in text
 
 
 def test_report_refuses_no_rows(tmp_path):
