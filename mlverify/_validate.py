@@ -42,7 +42,7 @@ def as_float_array(name: str, value, *, dtype: np.dtype | None = None) -> np.nda
             f"{name} has dtype {value.dtype} but the dictionary is {np.dtype(dtype)}; "
             f"cast it explicitly (no silent conversion between float32 and float64)"
         )
-    return np.ascontiguousarray(value)
+    return np.require(value, requirements="C")  # keeps 0-d arrays 0-d (ascontiguousarray does not)
 
 
 def check_finite(name: str, array: np.ndarray) -> None:

@@ -97,6 +97,8 @@ def _cpu_threshold(v: np.ndarray, beta: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _threshold(v: np.ndarray, beta: np.ndarray, kind: str, engine: str) -> np.ndarray:
+    if v.size == 0:  # nothing to launch a kernel for
+        return v.copy()
     if engine == "numpy":
         return _numpy_threshold(v, beta, kind)
     if engine == "cuda":

@@ -177,3 +177,12 @@ def test_layered_thresholding_rejects_bad_arguments():
         layered_thresholding(model, np.ones((2, 12)), [0.1, 0.1])
     with pytest.raises(ValueError, match="kind"):
         layered_thresholding(model, y, [0.1, 0.1], kind="abs")
+
+
+@pytest.mark.parametrize("engine", ["numpy", "cpu"])
+@pytest.mark.parametrize("shape", [(), (0,), (2, 0)])
+def test_scalar_and_empty_inputs_keep_their_shape(engine, shape):
+    v = np.full(shape, 2.0)
+    out = threshold(v, 0.5, "soft", engine=engine).codes[0]
+    assert out.shape == shape
+    np.testing.assert_array_equal(out, np.full(shape, 1.5))
