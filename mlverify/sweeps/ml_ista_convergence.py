@@ -49,10 +49,11 @@ records its gap and the bound; it does not assert :math:`F(\gamma^k) \to F_{opt}
 
 from __future__ import annotations
 
+import ctypes
 import math
-import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +290,53 @@ def fista_problem_p(
     )
 
 
+def _openblas_thread_controls() -> list[tuple[Callable[[], int], Callable[[int], object]]]:
+    """``(get, set)`` thread-count functions of every OpenBLAS loaded in this process.
+
+    Found from ``/proc/self/maps`` (Linux; empty elsewhere) under the names of OpenBLAS and of
+    the ``scipy-openblas`` builds that NumPy and SciPy wheels bundle.
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps
+                            if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return []
+    controls = []
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        names = [(f"{prefix}get_num_threads{suffix}", f"{prefix}set_num_threads{suffix}")
+                 for prefix in ("scipy_openblas_", "openblas_") for suffix in ("64_", "")]
+        for get_name, set_name in names:
+            if hasattr(library, get_name) and hasattr(library, set_name):
+                controls.append((getattr(library, get_name), getattr(library, set_name)))
+                break
+    return controls
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[int]:
+    """Run the block with every loaded OpenBLAS on one thread (restored afterwards).
+
+    The instances' matrix-vector products are small: BLAS threads only contend with the other
+    workers (on two busy cores a 100 × 200 product became about 100 times slower). Yields the
+    number of OpenBLAS libraries limited (0 where none could be found: timings then carry that
+    contention, and the report says so).
+    """
+    controls = _openblas_thread_controls()
+    previous = [get() for get, _ in controls]
+    for _, set_threads in controls:
+        set_threads(1)
+    try:
+        yield len(controls)
+    finally:
+        for (_, set_threads), threads in zip(controls, previous, strict=True):
+            set_threads(threads)
+
+
 def sample(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """The dense instance ``(D1, D2, y, lam1, lam2)`` of ``seed`` (see the module docstring)."""
     rng = np.random.default_rng(seed)
@@ -344,8 +392,7 @@ def run_instance(D1, D2, y, lam1: float, lam2: float, mu_scale: float,
                                           check_every=ADMM_CHECK_EVERY),
     }
     record = {"mu": float(mu), "t": float(t), "lam1": lam1, "lam2": lam2, "f_opt": f_lb,
-              "reference_accuracy": f_ref - f_lb, "reference_converged": reference.converged,
-              "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset")}
+              "reference_accuracy": f_ref - f_lb, "reference_converged": reference.converged}
     resolution = RESOLUTION_FACTOR * max(f_ref - f_lb, REFERENCE_TOL * abs(f_lb))
     for method in METHODS:
         record.update(_curve(method, runs[method], layers, y, lams, f_lb, resolution,
@@ -369,12 +416,16 @@ def trial(params: dict, seed: int) -> dict:
     solvers are deterministic.
     """
     del seed
-    return run_instance(*sample(params["instance"]), params["mu_scale"])
+    with single_threaded_blas() as limited:
+        record = run_instance(*sample(params["instance"]), params["mu_scale"])
+    record["blas_single_threaded"] = limited
+    return record
 
 
 def warmup() -> None:
     """One short run of every solver (first-call costs stay out of the timings)."""
-    run_instance(*sample(0), 0.9, checkpoints=(1, 3))
+    with single_threaded_blas():
+        run_instance(*sample(0), 0.9, checkpoints=(1, 3))
 
 
 def _medians(rows: list[Row], method: str, kind: str, mu_scale: float | None):
@@ -485,11 +536,11 @@ def _markdown(sweep: Sweep, rows: list[Row], figure: Path) -> str:
                      + " | ".join(_fmt(s.means[f"{m}_seconds_at_{k}"]) for m in METHODS
                                   for k in timed)
                      + f" | {s.means['reference_accuracy']:.2g} |")
-    threads = sorted({str(r.record["openblas_threads"]) for r in rows})
-    lines += ["", f"OPENBLAS_NUM_THREADS of the workers: {', '.join(threads)}."
-              + ("" if threads == ["1"] else " Timings of small matrix-vector products suffer "
-                 "from BLAS threads competing with other workers: run the sweep with "
-                 "OPENBLAS_NUM_THREADS=1 for meaningful seconds.")]
+    unlimited = sum(r.record["blas_single_threaded"] == 0 for r in rows)
+    lines += ["", "BLAS: every trial ran with OpenBLAS limited to one thread."
+              if not unlimited else f"BLAS: {unlimited} trials could not limit OpenBLAS to one "
+              "thread; their seconds include thread contention with the other workers "
+              "(set OPENBLAS_NUM_THREADS=1)."]
     lines.append("")
     return "\n".join(lines)
 
@@ -518,4 +569,4 @@ SWEEP = Sweep(
 )
 
 __all__ = ["SWEEP", "coupled_prox", "fista_problem_p", "inner_tolerance", "run_instance",
-           "sample", "trial"]
+           "sample", "single_threaded_blas", "trial"]

@@ -104,6 +104,16 @@ def test_inner_tolerance_is_relative_to_the_last_step():
     assert mic.inner_tolerance(1e-4, 3.0, 2.0) == pytest.approx(mic.INNER_TOL * 1e-4)
 
 
+def test_single_threaded_blas_limits_and_restores():
+    controls = mic._openblas_thread_controls()
+    assert controls  # NumPy's wheel bundles OpenBLAS on the machines we test on
+    before = [get() for get, _ in controls]
+    with mic.single_threaded_blas() as limited:
+        assert limited == len(controls)
+        assert [get() for get, _ in controls] == [1] * len(controls)
+    assert [get() for get, _ in controls] == before
+
+
 def test_sample_matches_the_documented_instance():
     D1, D2, y, lam1, lam2 = mic.sample(4)
     assert D1.shape == mic.SIZES[:2] and D2.shape == mic.SIZES[1:]
@@ -131,6 +141,7 @@ def test_quick_sweep_floor_and_report(tmp_path):
             assert all(s > 0 for s in seconds[:len(finite)])
         assert r["reference_converged"] and r["reference_accuracy"] <= 1e-9 * r["f_opt"]
         assert r["fixed_point_residual"] <= 1e-12
+        assert r["blas_single_threaded"] >= 1
         # THEORY §4 MLISTA: the fixed point's gap is at most 2λ₁‖z − u‖₁, and not zero.
         assert 0 < r["fixed_point_gap"] <= r["fixed_point_bound"]
         # Fixed μ: ML-ISTA stalls near the floor, far above F_opt; FISTA and ADMM pass below it.
@@ -149,6 +160,7 @@ def test_quick_sweep_floor_and_report(tmp_path):
     text = summary.read_text()
     assert "![convergence](ml-ista-convergence-quick.png)" in text
     assert "held in 2 of 2 trials" in text
+    assert "every trial ran with OpenBLAS limited to one thread" in text
     assert text.count("\n| 0.1 |") == 1 and text.count("\n| 0.9 |") == 1
 
 
