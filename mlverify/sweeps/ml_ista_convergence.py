@@ -37,7 +37,15 @@ is evaluated outside the timing):
 :math:`F_{opt}`: the certified dual lower bound :math:`F_{lb}` of a high-accuracy ADMM solve
 (relative duality gap :data:`REFERENCE_TOL`), so every recorded gap
 :math:`F(\gamma^k) - F_{lb}` is an upper bound of the true gap and is positive; gaps below the
-reference's accuracy :math:`F_{ref} - F_{lb}` are not resolved.
+reference's accuracy :math:`F_{ref} - F_{lb}` are not resolved: a solver's curve ends (NaN at
+the later checkpoints, which are not run) at its first gap below :data:`RESOLUTION_FACTOR` times
+that accuracy. Trials run with OpenBLAS on one thread (:func:`single_threaded_blas`).
+
+**Record** per trial (one instance, one :math:`\mu`): ``<method>_gap_at_<k>`` and
+``<method>_seconds_at_<k>`` for every method of :data:`METHODS` and checkpoint, ``mu``, ``t``,
+``lam1``, ``lam2``, ``f_opt``, ``reference_accuracy``, ``reference_converged``,
+``fixed_point_gap``, ``fixed_point_bound``, ``fixed_point_residual``, ``fixed_point_nnz``,
+``blas_single_threaded``.
 
 **The floor** (THEORY.md §4, MLISTA fixed-point gap): with a fixed :math:`\mu`, ML-ISTA and
 ML-FISTA converge to a fixed point :math:`\gamma^*` of the ML-ISTA map, not to a minimiser of
