@@ -16,7 +16,7 @@ A user-defined sweep::
 or from the command line, ``mlverify sweep my-sweep --module my_module --store my.sqlite``.
 """
 
-from . import holistic, lt_vs_lbp, phase_bp
+from . import holistic, lt_vs_lbp, ml_ista_convergence, phase_bp
 from .grid import Grid
 from .report import CellSummary, aggregate, write_report, write_summary
 from .runner import EXECUTORS, RunSummary, run_sweep
@@ -26,6 +26,7 @@ from .sweep import Sweep, check_record, get, register, registry, trial_seed, unr
 register(phase_bp.SWEEP)
 register(lt_vs_lbp.SWEEP)
 register(holistic.SWEEP)
+register(ml_ista_convergence.SWEEP)
 
 __all__ = [
     "EXECUTORS",

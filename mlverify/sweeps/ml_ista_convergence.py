@@ -57,14 +57,14 @@ records its gap and the bound; it does not assert :math:`F(\gamma^k) \to F_{opt}
 
 from __future__ import annotations
 
-import ctypes
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from .._validate import check_positive, check_positive_int
 from ..pursuits import ml_fista, ml_ista, ml_objective, solve_problem_p
@@ -298,51 +298,17 @@ def fista_problem_p(
     )
 
 
-def _openblas_thread_controls() -> list[tuple[Callable[[], int], Callable[[int], object]]]:
-    """``(get, set)`` thread-count functions of every OpenBLAS loaded in this process.
-
-    Found from ``/proc/self/maps`` (Linux; empty elsewhere) under the names of OpenBLAS and of
-    the ``scipy-openblas`` builds that NumPy and SciPy wheels bundle.
-    """
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps
-                            if "openblas" in line.lower() and "/" in line})
-    except OSError:
-        return []
-    controls = []
-    for path in paths:
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        names = [(f"{prefix}get_num_threads{suffix}", f"{prefix}set_num_threads{suffix}")
-                 for prefix in ("scipy_openblas_", "openblas_") for suffix in ("64_", "")]
-        for get_name, set_name in names:
-            if hasattr(library, get_name) and hasattr(library, set_name):
-                controls.append((getattr(library, get_name), getattr(library, set_name)))
-                break
-    return controls
-
-
 @contextmanager
 def single_threaded_blas() -> Iterator[int]:
-    """Run the block with every loaded OpenBLAS on one thread (restored afterwards).
+    """Run the block with the BLAS libraries on one thread (threadpoolctl; restored afterwards).
 
     The instances' matrix-vector products are small: BLAS threads only contend with the other
     workers (on two busy cores a 100 × 200 product became about 100 times slower). Yields the
-    number of OpenBLAS libraries limited (0 where none could be found: timings then carry that
-    contention, and the report says so).
+    number of BLAS libraries limited (0 where none was found: timings then carry that contention,
+    and the report says so).
     """
-    controls = _openblas_thread_controls()
-    previous = [get() for get, _ in controls]
-    for _, set_threads in controls:
-        set_threads(1)
-    try:
-        yield len(controls)
-    finally:
-        for (_, set_threads), threads in zip(controls, previous, strict=True):
-            set_threads(threads)
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield sum(1 for lib in threadpool_info() if lib["user_api"] == "blas")
 
 
 def sample(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
