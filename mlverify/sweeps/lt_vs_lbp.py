@@ -388,9 +388,6 @@ def _markdown(sweep: Sweep, rows: list[Row], figures: tuple[Path, Path]) -> str:
 def report(sweep: Sweep, rows: list[Row], out_dir: Path) -> list[Path]:
     """Write ``<sweep>.png`` (success maps), ``<sweep>-error.png`` (relative errors) and
     ``<sweep>.md`` under ``out_dir``."""
-    if not rows:
-        raise ValueError(f"sweep {sweep.name!r} has no stored trials to report")
-    out_dir.mkdir(parents=True, exist_ok=True)
     figures = write_figures(rows, out_dir, sweep.name)
     summary = out_dir / f"{sweep.name}.md"
     summary.write_text(_markdown(sweep, rows, figures))

@@ -521,9 +521,6 @@ def _markdown(sweep: Sweep, rows: list[Row], figure: Path) -> str:
 
 def report(sweep: Sweep, rows: list[Row], out_dir: Path) -> list[Path]:
     """Write ``<sweep>.png`` (gap curves) and ``<sweep>.md`` (tables) under ``out_dir``."""
-    if not rows:
-        raise ValueError(f"sweep {sweep.name!r} has no stored trials to report")
-    out_dir.mkdir(parents=True, exist_ok=True)
     figure = write_figure(rows, out_dir / f"{sweep.name}.png")
     summary = out_dir / f"{sweep.name}.md"
     summary.write_text(_markdown(sweep, rows, figure))

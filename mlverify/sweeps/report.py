@@ -73,9 +73,7 @@ def markdown_table(summaries: list[CellSummary], fields: list[str] | None = None
 
 def write_summary(sweep: Sweep, rows: list[Row], out_dir: Path) -> list[Path]:
     """Write ``<out_dir>/<sweep>.md``: the per-cell means of every field (the default report)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{sweep.name}.md"
+    path = Path(out_dir) / f"{sweep.name}.md"
     text = (f"# Sweep `{sweep.name}`\n\n{sweep.description}\n\n"
             f"{len(sweep.grid)} cells × {sweep.trials} trials; {len(rows)} stored. "
             "Means per cell (bools: fraction true).\n\n" + markdown_table(aggregate(rows)))
@@ -84,6 +82,13 @@ def write_summary(sweep: Sweep, rows: list[Row], out_dir: Path) -> list[Path]:
 
 
 def write_report(sweep: Sweep, rows: list[Row], out_dir) -> list[Path]:
-    """The sweep's own report (``sweep.report``) or :func:`write_summary`; the files written."""
+    """The sweep's own report (``sweep.report``) or :func:`write_summary`; the files written.
+
+    Refuses an empty store and creates ``out_dir``, so the writers only draw and describe.
+    """
+    if not rows:
+        raise ValueError(f"sweep {sweep.name!r} has no stored trials to report")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     writer = sweep.report if sweep.report is not None else write_summary
-    return writer(sweep, rows, Path(out_dir))
+    return writer(sweep, rows, out_dir)

@@ -130,4 +130,4 @@ def test_quick_sweep_report_and_holistic_advantage(tmp_path):
 
 def test_report_refuses_no_rows(tmp_path):
     with pytest.raises(ValueError, match="no stored trials"):
-        holistic.report(holistic.SWEEP, [], tmp_path)
+        write_report(holistic.SWEEP, [], tmp_path)

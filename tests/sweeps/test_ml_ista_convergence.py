@@ -169,4 +169,4 @@ def test_quick_sweep_floor_and_report(tmp_path):
 
 def test_report_refuses_no_rows(tmp_path):
     with pytest.raises(ValueError, match="no stored trials"):
-        mic.report(mic.SWEEP, [], tmp_path)
+        write_report(mic.SWEEP, [], tmp_path)
