@@ -1,6 +1,6 @@
 r"""Numba CPU kernels of the DFT-domain ADMM for convolutional basis pursuit, with NumPy oracles.
 
-The solver (:mod:`mlverify.pursuits.bp_admm`) follows Wohlberg, "Efficient algorithms for
+The solver (:mod:`mlverify.pursuits._bp_admm`) follows Wohlberg, "Efficient algorithms for
 convolutional sparse representations", IEEE TIP 25(1), 2016. Two steps per iteration are done
 here; the FFTs between them are done by ``scipy.fft``.
 

@@ -3,16 +3,16 @@
 Pursuits call the model's operators and the kernels; they never import numba themselves.
 """
 
+from ._basis_pursuit import basis_pursuit
 from ._certificates import bp_objective, kkt_residual, relative_duality_gap
+from ._holistic import holistic_pursuit, projection_baseline
+from ._layered import layered_basis_pursuit
+from ._ml_ista import ml_fista, ml_ista
+from ._omp import omp
+from ._problem_p import ml_objective, solve_problem_p
+from ._project import project
 from ._result import PursuitResult
-from .basis_pursuit import basis_pursuit
-from .holistic import holistic_pursuit, projection_baseline
-from .layered import layered_basis_pursuit
-from .ml_ista import ml_fista, ml_ista
-from .omp import omp
-from .problem_p import ml_objective, solve_problem_p
-from .project import project
-from .threshold import layered_thresholding, threshold
+from ._threshold import layered_thresholding, threshold
 
 __all__ = [
     "PursuitResult",

@@ -52,7 +52,7 @@ import numpy as np
 import scipy.linalg
 
 from .._validate import check_positive_int
-from ..pursuits.holistic import holistic_pursuit, projection_baseline
+from ..pursuits._holistic import holistic_pursuit, projection_baseline
 from .grid import Grid
 from .store import Row
 from .sweep import Sweep

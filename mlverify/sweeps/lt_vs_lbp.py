@@ -49,8 +49,8 @@ from ..model.constructions import barker13, golomb_filters
 from ..model.measures import patch_l2_inf
 from ..model.mlcsc import MLCSC
 from ..model.sampler import PlantedInstance, sample_instance
-from ..pursuits.layered import layered_basis_pursuit
-from ..pursuits.threshold import layered_thresholding, threshold
+from ..pursuits._layered import layered_basis_pursuit
+from ..pursuits._threshold import layered_thresholding, threshold
 from ..theorems.jmlr import _lt_chain, _measures
 from .grid import Grid
 from .report import CellSummary, aggregate

@@ -69,8 +69,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from .._validate import check_positive, check_positive_int
 from ..pursuits import ml_fista, ml_ista, ml_objective, solve_problem_p
 from ..pursuits._linear import Operator, layer_operators, suffix_products
+from ..pursuits._problem_p import check_lams
 from ..pursuits._result import PursuitResult
-from ..pursuits.problem_p import check_lams
 from ..theorems.mlbp import MLISTAInstance, fixed_point, inner_step
 from .grid import Grid
 from .report import aggregate

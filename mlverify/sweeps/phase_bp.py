@@ -34,8 +34,8 @@ from ..model.constructions import barker13, low_coherence_filters, random_filter
 from ..model.dictionary import ConvDictionary
 from ..model.mlcsc import MLCSC
 from ..model.sampler import sample_instance
-from ..pursuits.basis_pursuit import basis_pursuit
-from ..pursuits.omp import omp
+from ..pursuits._basis_pursuit import basis_pursuit
+from ..pursuits._omp import omp
 from .grid import Grid
 from .report import aggregate
 from .store import Row

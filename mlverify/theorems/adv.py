@@ -76,8 +76,8 @@ from ..model.constructions import barker13
 from ..model.dictionary import ConvDictionary
 from ..model.measures import patch_l2_inf, stripe_l0_inf
 from ..model.mlcsc import MLCSC
-from ..pursuits.omp import omp
-from ..pursuits.threshold import layered_thresholding
+from ..pursuits._omp import omp
+from ..pursuits._threshold import layered_thresholding
 from ._base import Outcome, Theorem, register
 from .jmlr import (
     CLOSED_FORM_TOL,

@@ -55,9 +55,9 @@ from ..model.dictionary import ConvDictionary
 from ..model.measures import extreme_magnitudes, patch_l0_inf, patch_l2_inf, stripe_l0_inf
 from ..model.mlcsc import MLCSC
 from ..model.sampler import sample_instance
-from ..pursuits.basis_pursuit import basis_pursuit
-from ..pursuits.omp import omp
-from ..pursuits.threshold import layered_thresholding
+from ..pursuits._basis_pursuit import basis_pursuit
+from ..pursuits._omp import omp
+from ..pursuits._threshold import layered_thresholding
 from ._base import Outcome, Theorem, register
 
 #: Signal length of every instance (>= 2n - 1 for every layer; four spikes at spacing 32).

@@ -48,7 +48,7 @@ from ..model.dictionary import ConvDictionary
 from ..model.measures import stripe_l0_inf
 from ..model.mlcsc import MLCSC
 from ..model.sampler import sample_instance
-from ..pursuits.project import project
+from ..pursuits._project import project
 from ._base import Outcome, Theorem, register
 from .jmlr import GOLOMB4, _model
 

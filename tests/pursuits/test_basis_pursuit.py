@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlverify import ConvDictionary
+from mlverify.pursuits._basis_pursuit import basis_pursuit
 from mlverify.pursuits._certificates import bp_objective, kkt_residual, relative_duality_gap
-from mlverify.pursuits.basis_pursuit import basis_pursuit
 
 
 def dense_lasso(A, y, lam, nonneg=False):
@@ -281,9 +281,9 @@ def test_admm_solver_is_dispatched_with_validated_arguments(monkeypatch):
         calls.append((D, y, lam, nonneg, tol, max_iter, engine, x0))
         return "admm result"
 
-    module = types.ModuleType("mlverify.pursuits.bp_admm")
+    module = types.ModuleType("mlverify.pursuits._bp_admm")
     module.bp_admm = fake_bp_admm
-    monkeypatch.setitem(sys.modules, "mlverify.pursuits.bp_admm", module)
+    monkeypatch.setitem(sys.modules, "mlverify.pursuits._bp_admm", module)
     D, y, lam = make_problem((3, 1, 5), (20,), seed=12)
     x0 = np.zeros((3, 20))
     out = basis_pursuit(D, y, np.float64(lam), nonneg=True, tol=1e-6, max_iter=7,

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from mlverify.kernels import cpu_admm
 from mlverify.model.dictionary import ConvDictionary
+from mlverify.pursuits._bp_admm import bp_admm
 from mlverify.pursuits._certificates import bp_objective, relative_duality_gap
-from mlverify.pursuits.bp_admm import bp_admm
 
 CDTYPE = {np.float32: np.complex64, np.float64: np.complex128}
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -294,7 +294,7 @@ def test_bad_arguments_are_named(kwargs, error, match):
 
 @pytest.mark.parametrize("nonneg", [False, True])
 def test_fista_and_admm_agree(nonneg):
-    from mlverify.pursuits.basis_pursuit import basis_pursuit
+    from mlverify.pursuits._basis_pursuit import basis_pursuit
 
     D, y = _problem(9, c=2, spatial=(12, 10), n=(3, 3), m=4, batch=(2,))
     lam = 0.1

@@ -5,7 +5,7 @@ import pytest
 import scipy.linalg
 
 from mlverify import ConvDictionary
-from mlverify.pursuits.holistic import holistic_pursuit, projection_baseline
+from mlverify.pursuits._holistic import holistic_pursuit, projection_baseline
 
 
 def hol_instance(seed, n_zeros, s2=11, snr_db=25.0, sigma=0.1):

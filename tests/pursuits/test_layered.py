@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from mlverify import MLCSC, ConvDictionary
-from mlverify.pursuits.basis_pursuit import basis_pursuit
-from mlverify.pursuits.layered import layered_basis_pursuit
+from mlverify.pursuits._basis_pursuit import basis_pursuit
+from mlverify.pursuits._layered import layered_basis_pursuit
 
 
 def _model(seed, two_d=False, dtype=np.float64):

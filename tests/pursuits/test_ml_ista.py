@@ -1,6 +1,5 @@
 """ML-ISTA / ML-FISTA (THEORY.md §3 [MLBP], §4 MLISTA fixed-point gap)."""
 
-import importlib
 import itertools
 
 import numpy as np
@@ -9,11 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlverify import MLCSC, ConvDictionary
-from mlverify.pursuits.ml_ista import ml_fista, ml_ista
-from mlverify.pursuits.problem_p import ml_objective, solve_problem_p
-
-# The package re-exports the function ml_ista, which shadows the submodule attribute.
-ml_ista_module = importlib.import_module("mlverify.pursuits.ml_ista")
+from mlverify.pursuits import _ml_ista as ml_ista_module
+from mlverify.pursuits._ml_ista import ml_fista, ml_ista
+from mlverify.pursuits._problem_p import ml_objective, solve_problem_p
 
 
 def soft(v, beta, nonneg=False):

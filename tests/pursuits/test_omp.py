@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlverify import ConvDictionary, patch_l2_inf, stripe_l0_inf
-from mlverify.pursuits.omp import _gram_column, omp
+from mlverify.pursuits._omp import _gram_column, omp
 
 BARKER = np.array([1, 1, 1, 1, 1, -1, -1, 1, 1, -1, 1, -1, 1], dtype=np.float64) / np.sqrt(13)
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mlverify import MLCSC, ConvDictionary
 from mlverify.pursuits._linear import ConvChain, MatrixOperator, normal_solver, suffix_products
-from mlverify.pursuits.problem_p import ml_objective, solve_problem_p
+from mlverify.pursuits._problem_p import ml_objective, solve_problem_p
 
 
 def brute_force_p(d1, d2, y, lams, nonneg=False):

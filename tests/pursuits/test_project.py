@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlverify import MLCSC, ConvDictionary, stripe_l0_inf
-from mlverify.pursuits.basis_pursuit import basis_pursuit
-from mlverify.pursuits.omp import omp
-from mlverify.pursuits.project import project
+from mlverify.pursuits._basis_pursuit import basis_pursuit
+from mlverify.pursuits._omp import omp
+from mlverify.pursuits._project import project
 
 BARKER = np.array([1, 1, 1, 1, 1, -1, -1, 1, 1, -1, 1, -1, 1], dtype=np.float64) / np.sqrt(13)
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mlverify import MLCSC, ConvDictionary
-from mlverify.pursuits.threshold import layered_thresholding, threshold
+from mlverify.pursuits._threshold import layered_thresholding, threshold
 
 KINDS = ("hard", "soft", "relu")
 GRID = np.linspace(-25.0, 25.0, 100001)  # spacing 5e-4

@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_info
 
 from mlverify import ConvDictionary, ml_objective, solve_problem_p
 from mlverify.pursuits._linear import MatrixOperator
-from mlverify.pursuits.problem_p import generalized_lasso_admm
+from mlverify.pursuits._problem_p import generalized_lasso_admm
 from mlverify.sweeps import Store, run_sweep, write_report
 from mlverify.sweeps import ml_ista_convergence as mic
 

@@ -40,7 +40,7 @@ from ..kernels import cpu
 from ._certificates import DualityGap, inner, relative_gap
 from ._checks import check_codes
 from ._result import PursuitResult
-from .threshold import _threshold
+from ._threshold import _threshold
 
 SOLVERS = ("auto", "fista", "admm")
 
@@ -76,7 +76,7 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
         Safety net on the number of iterations (status ``"max_iter"`` when reached).
     solver : {"auto", "fista", "admm"}
         ``"fista"`` (and ``"auto"``): this module; ``"admm"``: the DFT-domain ADMM of
-        :mod:`mlverify.pursuits.bp_admm`.
+        :mod:`mlverify.pursuits._bp_admm`.
     engine : {"auto", "numpy", "cpu"}
         Engine of the operators and the prox.
     x0 : ndarray, shape ``(..., m, *S)``, optional
@@ -116,7 +116,7 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
         if nonneg and (x0 < 0).any():
             raise ValueError("x0 must be >= 0 for non-negative basis pursuit")
     if solver == "admm":
-        from .bp_admm import bp_admm
+        from ._bp_admm import bp_admm
 
         return bp_admm(D, y, lam, nonneg=nonneg, tol=tol, max_iter=max_iter, engine=engine,
                        x0=x0)

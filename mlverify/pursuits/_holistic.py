@@ -15,7 +15,7 @@ Aberdam, Sulam, Elad, "Multi-layer sparse coding: the holistic way", SIAM J. Mat
 
 The projection baseline is the same solver with :math:`K = I` (``n_zeros = 0``). The
 generalised lasso of each step is solved by the ADMM of problem (P)
-(:func:`mlverify.pursuits.problem_p.generalized_lasso_admm`, :math:`A = D_1D_2K`, one split
+(:func:`mlverify.pursuits._problem_p.generalized_lasso_admm`, :math:`A = D_1D_2K`, one split
 :math:`u = K\alpha`, certified by a relative duality gap). Convolutional layers are handled
 through their global matrices (:meth:`ConvDictionary.to_dense`, small sizes only): one dense code
 path. With ``sigma`` given, :math:`\lambda` is tuned in every solve by bisection (in
@@ -31,8 +31,8 @@ import scipy.linalg
 from .._validate import check_positive, check_positive_int
 from ..model.dictionary import ConvDictionary
 from ._linear import MatrixOperator, layer_operators
+from ._problem_p import generalized_lasso_admm
 from ._result import PursuitResult
-from .problem_p import generalized_lasso_admm
 
 #: Relative window of the λ bisection around the target residual n σ² (the authors' ±5 %).
 RESIDUAL_WINDOW = 0.05

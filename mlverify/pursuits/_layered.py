@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 from .._validate import check_engine, check_nonnegative, check_positive
 from ..model.mlcsc import MLCSC
+from ._basis_pursuit import basis_pursuit
 from ._checks import check_signal
 from ._result import PursuitResult
-from .basis_pursuit import basis_pursuit
 
 #: Worst first: the status of a layered run is the worst of its layers.
 _SEVERITY = ("non-finite", "diverged", "max_iter", "converged", "exact")

@@ -55,8 +55,8 @@ import numpy as np
 
 from .._validate import check_positive, check_positive_int
 from ._linear import Operator, layer_operators
+from ._problem_p import check_code, check_lams, layer_objective
 from ._result import PursuitResult
-from .problem_p import check_code, check_lams, layer_objective
 
 #: An objective above this multiple of F(0) = ½‖y‖² (plus one) is reported as divergence.
 DIVERGENCE_FACTOR = 1e8

@@ -23,8 +23,8 @@ from ..model.dictionary import ConvDictionary
 from ..model.measures import stripe_l0_inf
 from ..model.mlcsc import MLCSC
 from ._checks import check_local_signal, check_optional_tol
+from ._omp import omp
 from ._result import PursuitResult
-from .omp import omp
 
 PURSUITS = ("omp", "bp")
 
@@ -77,7 +77,7 @@ def project(
     tol : float, optional
         ``"omp"``: stop once :math:`\|y - D^{(K)}\hat\Gamma_K\|_2 \le` ``tol`` (the error budget
         :math:`E_0`), otherwise OMP runs until no atom is eligible; ``"bp"``: the relative
-        duality gap passed to :func:`~mlverify.pursuits.basis_pursuit.basis_pursuit`.
+        duality gap passed to :func:`~mlverify.pursuits._basis_pursuit.basis_pursuit`.
     engine : {"auto", "numpy", "cpu"}
 
     Returns
@@ -116,7 +116,7 @@ def project(
         if lam is None:
             raise ValueError("pursuit='bp' needs lam")
         lam = check_nonnegative("lam", lam)
-        from .basis_pursuit import basis_pursuit
+        from ._basis_pursuit import basis_pursuit
 
         options = {} if tol is None else {"tol": tol}
         inner = basis_pursuit(deepest, y, lam, engine=engine, **options)
