@@ -51,7 +51,7 @@ from ..model.mlcsc import MLCSC
 from ..model.sampler import PlantedInstance, sample_instance
 from ..pursuits._layered import layered_basis_pursuit
 from ..pursuits._threshold import layered_thresholding, threshold
-from ..theorems.jmlr import _lt_chain, _measures
+from ..theorems.jmlr import layer_measures, lt_chain
 from .grid import Grid
 from .report import CellSummary, aggregate
 from .store import Row
@@ -112,9 +112,9 @@ def lt_thresholds(instance: PlantedInstance, kind: str) -> tuple[list[float], bo
     layer's interval is non-empty (:math:`\theta =` ``THETA[kind]``); the oracle rule otherwise
     (the middle of the on/off-support gap of the noiseless forward pass; see the module).
     """
-    layers = _measures(instance.model, instance.codes)
+    layers = layer_measures(instance.model, instance.codes)
     theta = [THETA[kind]] * len(layers)
-    steps = _lt_chain(layers, instance.noise_patch, kind, theta=theta)
+    steps = lt_chain(layers, instance.noise_patch, kind, theta=theta)
     if all(step.top > step.K for step in steps):
         return [step.beta for step in steps], True
     betas, current = [], instance.signal

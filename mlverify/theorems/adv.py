@@ -19,7 +19,7 @@ margin :math:`O_B = |w^T\Gamma_K + \omega|`. If a pursuit returns :math:`\hat\Ga
   same with soft thresholding, :math:`\|w\|_1(C_K + \beta_K) < O_B` (the shrinkage adds
   :math:`\beta_i` to the errors and to :math:`\varepsilon_L^i`; D_2 = the two-mark Golomb
   filters of theorem LT-soft, :math:`\mu_2 = 1/2`). The chain of bounds is theorem LT's
-  (:func:`mlverify.theorems.jmlr._lt_chain`).
+  (:func:`mlverify.theorems.jmlr.lt_chain`).
 - **ADV-LBP** [D], layered BP with :math:`\xi_i = 4\varepsilon_L^{i-1}`,
   :math:`\varepsilon_L^i = 7.5\,\varepsilon_L^{i-1}\sqrt{\|\Gamma_i\|^p_{0,\infty}}`,
   :math:`k_i < \tfrac13(1 + 1/\mu_i)`: W7 on the last layer gives
@@ -83,12 +83,12 @@ from .jmlr import (
     CLOSED_FORM_TOL,
     GOLOMB2,
     GOLOMB4,
-    _certified_bp,
-    _common_hypotheses,
-    _lt_chain,
-    _measures,
-    _model,
-    _spikes,
+    certified_bp,
+    common_hypotheses,
+    golomb_model,
+    layer_measures,
+    lt_chain,
+    planted_spikes,
 )
 from .pdl import LENGTH, between, coherent_pairs, cyclic_distance, move_atom
 
@@ -189,8 +189,8 @@ def lt_noise_limit(layers, kind: str, theta) -> float:
     r"""The largest :math:`\varepsilon_L^0` with :math:`K_i < |\Gamma_i^{\min}| - C_i` at every
     layer for thresholds at relative positions ``theta`` (the margins are affine in
     :math:`\varepsilon_L^0`, decreasing)."""
-    at0 = [s.top - s.K for s in _lt_chain(layers, 0.0, kind, theta=theta)]
-    at1 = [s.top - s.K for s in _lt_chain(layers, 1.0, kind, theta=theta)]
+    at0 = [s.top - s.K for s in lt_chain(layers, 0.0, kind, theta=theta)]
+    at1 = [s.top - s.K for s in lt_chain(layers, 1.0, kind, theta=theta)]
     return min(a / (a - b) for a, b in zip(at0, at1, strict=True))
 
 
@@ -216,14 +216,14 @@ class _ThresholdingRobustness(Theorem):
     theta_ranges: tuple[tuple[float, float], ...]
 
     def sample(self, rng: np.random.Generator, knob: float) -> ClassifierInstance:
-        model = _model(*self.golomb)
-        gamma = _spikes(rng, model.layers[-1].n_atoms, SPACING, 1.0,
+        model = golomb_model(*self.golomb)
+        gamma = planted_spikes(rng, model.layers[-1].n_atoms, SPACING, 1.0,
                         float(rng.uniform(*self.contrast_range)), False)
         codes = tuple(model.synthesize(gamma)[1:])
-        layers = _measures(model, codes)
+        layers = layer_measures(model, codes)
         theta = [float(rng.uniform(*r)) for r in self.theta_ranges]
         eps0 = lt_noise_limit(layers, self.kind, theta) * (0.3 + 0.69 * knob)
-        steps = _lt_chain(layers, eps0, self.kind, theta=theta)
+        steps = lt_chain(layers, eps0, self.kind, theta=theta)
         w = classifier(rng, gamma)
         certified = float(np.abs(w).sum()) * steps[-1].inf_bound
         label = 1.0 if rng.random() < 0.75 else -1.0
@@ -234,13 +234,13 @@ class _ThresholdingRobustness(Theorem):
                                   tuple(s.beta for s in steps))
 
     def _certified(self, instance: ClassifierInstance):
-        layers = _measures(instance.model, instance.codes)
-        steps = _lt_chain(layers, noise_patch(instance), self.kind, betas=instance.thresholds)
+        layers = layer_measures(instance.model, instance.codes)
+        steps = lt_chain(layers, noise_patch(instance), self.kind, betas=instance.thresholds)
         return steps, float(np.abs(instance.w).sum()) * steps[-1].inf_bound
 
     def hypotheses(self, instance: ClassifierInstance) -> dict[str, float]:
         steps, certified = self._certified(instance)
-        margins = _common_hypotheses(instance.model) | margin_hypothesis(instance, certified)
+        margins = common_hypotheses(instance.model) | margin_hypothesis(instance, certified)
         for i, step in enumerate(steps, start=1):
             margins[f"β_{i} - K_{i}"] = step.beta - step.K
             margins[f"|Γ_{i}^min| - C_{i} - β_{i}"] = step.top - step.beta
@@ -286,7 +286,7 @@ def lbp_noise(model: MLCSC, codes, eps0: float) -> list[float]:
     r""":math:`\varepsilon_L^0, \dots, \varepsilon_L^K` with :math:`\varepsilon_L^i =
     7.5\,\varepsilon_L^{i-1}\sqrt{\|\Gamma_i\|^p_{0,\infty}}` (THEORY.md LBP)."""
     eps = [eps0]
-    for layer in _measures(model, codes):
+    for layer in layer_measures(model, codes):
         eps.append(7.5 * eps[-1] * math.sqrt(layer.patch))
     return eps
 
@@ -300,9 +300,9 @@ class LayeredBasisPursuitRobustness(Theorem):
                  "sign(wᵀΓ̂_K + ω) = sign(wᵀΓ_K + ω) (any contrast)")
 
     def sample(self, rng: np.random.Generator, knob: float) -> ClassifierInstance:
-        model = _model(*GOLOMB4)
-        gamma = _spikes(rng, model.layers[-1].n_atoms, SPACING, 1.0, float(rng.uniform(0.05, 1)),
-                        False)
+        model = golomb_model(*GOLOMB4)
+        gamma = planted_spikes(rng, model.layers[-1].n_atoms, SPACING, 1.0,
+                               float(rng.uniform(0.05, 1)), False)
         codes = tuple(model.synthesize(gamma)[1:])
         eps0 = float(rng.uniform(0.002, 0.05))
         w = classifier(rng, gamma)
@@ -319,9 +319,9 @@ class LayeredBasisPursuitRobustness(Theorem):
 
     def hypotheses(self, instance: ClassifierInstance) -> dict[str, float]:
         eps, certified = self._certified(instance)
-        margins = _common_hypotheses(instance.model) | margin_hypothesis(instance, certified)
+        margins = common_hypotheses(instance.model) | margin_hypothesis(instance, certified)
         margins["‖E‖^p_{2,∞} (> 0: a relative BP certificate exists)"] = eps[0]
-        for i, layer in enumerate(_measures(instance.model, instance.codes), start=1):
+        for i, layer in enumerate(layer_measures(instance.model, instance.codes), start=1):
             margins[f"⅓(1 + 1/μ_{i}) - k_{i}"] = (1 + 1 / layer.mu) / 3 - layer.k
         return margins
 
@@ -331,7 +331,7 @@ class LayeredBasisPursuitRobustness(Theorem):
         details: dict[str, float] = {}
         for i, (layer, truth) in enumerate(zip(instance.model.layers, instance.codes,
                                                strict=True), start=1):
-            current, certified_layer = _certified_bp(layer, current, 4 * eps[i - 1], engine)
+            current, certified_layer = certified_bp(layer, current, 4 * eps[i - 1], engine)
             exact &= certified_layer
             details[f"layer{i}_outside_support"] = float(np.sum((current != 0) & (truth == 0)))
         rtol = CLOSED_FORM_TOL if exact else UNCERTIFIED_BP_TOL
@@ -410,7 +410,7 @@ class SparsestRepresentationRobustness(Theorem):
 
     def hypotheses(self, instance: SingleLayerInstance) -> dict[str, float]:
         k, mu, certified = _p0_certified(instance)
-        margins = _common_hypotheses(instance.model) | margin_hypothesis(instance, certified)
+        margins = common_hypotheses(instance.model) | margin_hypothesis(instance, certified)
         margins["ε - ‖Y - X‖_2"] = instance.budget - float(np.linalg.norm(instance.y
                                                                            - instance.signal))
         margins["½(1 + 1/μ) - k"] = 0.5 * (1 + 1 / mu) - k

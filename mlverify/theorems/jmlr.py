@@ -71,7 +71,7 @@ BP_TOL = 1e-10
 
 
 @cache
-def _model(marks: tuple[int, ...], signs: tuple[tuple[int, ...], ...]) -> MLCSC:
+def golomb_model(marks: tuple[int, ...], signs: tuple[tuple[int, ...], ...]) -> MLCSC:
     """Barker-13 over Golomb-ruler filters (cached: the instances share their dictionaries)."""
     return MLCSC([barker13(), golomb_filters(marks, signs)])
 
@@ -96,8 +96,8 @@ def _dense(D: ConvDictionary, length: int) -> np.ndarray:
     return D.to_dense((length,))
 
 
-def _spikes(rng: np.random.Generator, m: int, spacing: int, amplitude: float, contrast: float,
-            nonneg: bool) -> np.ndarray:
+def planted_spikes(rng: np.random.Generator, m: int, spacing: int, amplitude: float,
+                   contrast: float, nonneg: bool) -> np.ndarray:
     r"""Isolated spikes :math:`\Gamma_2` of shape ``(m, LENGTH)``: one every ``spacing``
     positions (the wrap-around gap is at least ``spacing`` too), random atom, magnitudes uniform in
     ``[contrast·a, a]``, random signs unless ``nonneg``."""
@@ -123,7 +123,7 @@ def _patch_width(model: MLCSC, i: int) -> int:
     return model.layers[i].kernel_size[0] if i < model.n_layers else 1
 
 
-def _common_hypotheses(model: MLCSC) -> dict[str, float]:
+def common_hypotheses(model: MLCSC) -> dict[str, float]:
     """Unit atoms and N >= 2n_i - 1 (the local coherence is the global one) for every layer."""
     margins = {}
     for i, layer in enumerate(model.layers, start=1):
@@ -134,7 +134,7 @@ def _common_hypotheses(model: MLCSC) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class _Measures:
+class LayerMeasures:
     r"""What the bounds read from one layer :math:`\Gamma_i`."""
 
     k: int  # ‖Γ_i‖^s_{0,∞}, stripe side 2n_i - 1
@@ -144,11 +144,11 @@ class _Measures:
     patch: int  # ‖Γ_i‖^p_{0,∞}, patch side n_{i+1} (1 for the deepest layer)
 
 
-def _measures(model: MLCSC, codes) -> tuple[_Measures, ...]:
+def layer_measures(model: MLCSC, codes) -> tuple[LayerMeasures, ...]:
     out = []
     for i, (layer, gamma) in enumerate(zip(model.layers, codes, strict=True), start=1):
         low, high = extreme_magnitudes(gamma)
-        out.append(_Measures(int(stripe_l0_inf(gamma, layer.kernel_size[0])), layer.coherence(),
+        out.append(LayerMeasures(int(stripe_l0_inf(gamma, layer.kernel_size[0])), layer.coherence(),
                              low, high, int(patch_l0_inf(gamma, _patch_width(model, i)))))
     return tuple(out)
 
@@ -173,7 +173,7 @@ class _Step:
     eps_out: float
 
 
-def _lt_chain(layers: tuple[_Measures, ...], eps0: float, kind: str, *, betas=None,
+def lt_chain(layers: tuple[LayerMeasures, ...], eps0: float, kind: str, *, betas=None,
               theta=None) -> list[_Step]:
     r"""Propagate :math:`\varepsilon_L^i` through the layers (THEORY.md LT).
 
@@ -223,30 +223,30 @@ class _LayeredThresholding(Theorem):
         """Spikes of contrast in ``contrast_range``; β_i at a random relative position θ_i of its
         interval; :math:`\\varepsilon_0 = ` ``knob`` · (the largest noise for which every interval
         is non-empty with these θ_i: the margins are affine in :math:`\\varepsilon_0`)."""
-        model = _model(*self.golomb)
-        gamma2 = _spikes(rng, model.layers[1].n_atoms, 32, float(rng.uniform(0.5, 2.0)),
+        model = golomb_model(*self.golomb)
+        gamma2 = planted_spikes(rng, model.layers[1].n_atoms, 32, float(rng.uniform(0.5, 2.0)),
                          float(rng.uniform(*self.contrast_range)), self.kind == "relu")
         codes = tuple(model.synthesize(gamma2)[1:])
-        layers = _measures(model, codes)
+        layers = layer_measures(model, codes)
         theta = [float(rng.uniform(*r)) for r in self.theta_ranges]
-        at0 = [s.top - s.K for s in _lt_chain(layers, 0.0, self.kind, theta=theta)]
-        at1 = [s.top - s.K for s in _lt_chain(layers, 1.0, self.kind, theta=theta)]
+        at0 = [s.top - s.K for s in lt_chain(layers, 0.0, self.kind, theta=theta)]
+        at1 = [s.top - s.K for s in lt_chain(layers, 1.0, self.kind, theta=theta)]
         if min(at0) <= 0:
             raise RuntimeError(f"{self.id}: the construction leaves an empty interval {at0}")
         eps_max = min(a / (a - b) for a, b in zip(at0, at1, strict=True) if a > b)
         eps0 = knob * eps_max
         noise = _noise_patch(rng, model.layers[0].kernel_size[0], eps0)
-        betas = tuple(s.beta for s in _lt_chain(layers, eps0, self.kind, theta=theta))
+        betas = tuple(s.beta for s in lt_chain(layers, eps0, self.kind, theta=theta))
         y = model.layers[0].synthesize(codes[0]) + noise
         return LTInstance(model, codes, noise, y, betas, self.kind)
 
-    def _steps(self, instance: LTInstance) -> tuple[tuple[_Measures, ...], list[_Step]]:
-        layers = _measures(instance.model, instance.codes)
+    def _steps(self, instance: LTInstance) -> tuple[tuple[LayerMeasures, ...], list[_Step]]:
+        layers = layer_measures(instance.model, instance.codes)
         eps0 = float(patch_l2_inf(instance.noise, instance.model.layers[0].kernel_size[0]))
-        return layers, _lt_chain(layers, eps0, instance.kind, betas=instance.thresholds)
+        return layers, lt_chain(layers, eps0, instance.kind, betas=instance.thresholds)
 
     def hypotheses(self, instance: LTInstance) -> dict[str, float]:
-        margins = _common_hypotheses(instance.model)
+        margins = common_hypotheses(instance.model)
         _, steps = self._steps(instance)
         for i, step in enumerate(steps, start=1):
             margins[f"beta_{i} - K_{i}"] = step.beta - step.K
@@ -352,8 +352,8 @@ def _spike_instance(rng: np.random.Generator, spacing: int, contrast: float,
                     noise: np.ndarray | None) -> SpikeInstance:
     """Spikes of largest magnitude at most 1 and the given ``contrast`` (spacing ``spacing``) on
     THEORY's two-layer model, plus ``noise`` (``None``: noiseless)."""
-    model = _model(*GOLOMB4)
-    gamma2 = _spikes(rng, model.layers[1].n_atoms, spacing, 1.0, contrast, False)
+    model = golomb_model(*GOLOMB4)
+    gamma2 = planted_spikes(rng, model.layers[1].n_atoms, spacing, 1.0, contrast, False)
     codes = tuple(model.synthesize(gamma2)[1:])
     noise = np.zeros((1, LENGTH)) if noise is None else noise
     return SpikeInstance(model, codes, noise, model.layers[0].synthesize(codes[0]) + noise)
@@ -361,8 +361,8 @@ def _spike_instance(rng: np.random.Generator, spacing: int, contrast: float,
 
 def _sparsity_margins(instance: SpikeInstance, fraction: float) -> dict[str, float]:
     r"""Common margins and :math:`\text{fraction}\cdot(1 + 1/\mu_i) - k_i` for every layer."""
-    margins = _common_hypotheses(instance.model)
-    for i, layer in enumerate(_measures(instance.model, instance.codes), start=1):
+    margins = common_hypotheses(instance.model)
+    for i, layer in enumerate(layer_measures(instance.model, instance.codes), start=1):
         margins[f"{fraction:.4g}(1 + 1/μ_{i}) - k_{i}"] = fraction * (1 + 1 / layer.mu) - layer.k
     return margins
 
@@ -443,7 +443,7 @@ class DCPStability(Theorem):
     def _radii(self, instance: SpikeInstance) -> list[float]:
         """:math:`E_1^2, E_2^2`."""
         radii, energy = [], instance.radius**2
-        for layer in _measures(instance.model, instance.codes):
+        for layer in layer_measures(instance.model, instance.codes):
             energy = 4 * energy / (1 - (2 * layer.k - 1) * layer.mu)
             radii.append(energy)
         return radii
@@ -451,7 +451,7 @@ class DCPStability(Theorem):
     def check(self, instance: SpikeInstance, engine: str = "auto") -> Outcome:
         model = instance.model
         bounds = self._radii(instance)
-        limits = [layer.k for layer in _measures(model, instance.codes)]
+        limits = [layer.k for layer in layer_measures(model, instance.codes)]
         details: dict[str, float] = {"E_1^2": bounds[0], "E_2^2": bounds[1]}
         holds, worst, feasible = True, (-1.0, 0.0, 1.0), 0
         for name, gamma2 in _dcp_candidates(instance, engine):
@@ -508,7 +508,7 @@ def _polish(dense: np.ndarray, b: np.ndarray, xi: float, estimate: np.ndarray) -
     return x.reshape(estimate.shape)
 
 
-def _certified_bp(D: ConvDictionary, b: np.ndarray, xi: float, engine: str
+def certified_bp(D: ConvDictionary, b: np.ndarray, xi: float, engine: str
                   ) -> tuple[np.ndarray, bool]:
     r"""BP by :func:`basis_pursuit` (relative gap :data:`BP_TOL`), then polished on its support
     (:func:`_polish`). Returns the codes and whether they are KKT-certified minimisers; when they
@@ -529,7 +529,7 @@ def _lbp_bounds(instance: SpikeInstance) -> list[float]:
     r""":math:`\varepsilon_L^0, \varepsilon_L^1, \dots`: :math:`\varepsilon_L^i =
     7.5\,\varepsilon_L^{i-1}\sqrt{\|\Gamma_i\|^p_{0,\infty}}`."""
     eps = [float(patch_l2_inf(instance.noise, instance.model.layers[0].kernel_size[0]))]
-    for layer in _measures(instance.model, instance.codes):
+    for layer in layer_measures(instance.model, instance.codes):
         eps.append(7.5 * eps[-1] * math.sqrt(layer.patch))
     return eps
 
@@ -563,7 +563,7 @@ class LayeredBasisPursuit(Theorem):
         details: dict[str, float] = {}
         holds, worst, certified = True, (-1.0, 0.0, 1.0), True
         for i, (layer, truth) in enumerate(zip(model.layers, instance.codes, strict=True), start=1):
-            estimate, exact = _certified_bp(layer, current, 4 * eps[i - 1], engine)
+            estimate, exact = certified_bp(layer, current, 4 * eps[i - 1], engine)
             certified &= exact
             # Certified codes are exact minimisers up to rounding. Uncertified ones (never seen
             # on these instances) get no extra slack: a failure then flags the solve, not a bound.

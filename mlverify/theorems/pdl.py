@@ -50,7 +50,7 @@ from ..model.mlcsc import MLCSC
 from ..model.sampler import sample_instance
 from ..pursuits._project import project
 from ._base import Outcome, Theorem, register
-from .jmlr import GOLOMB4, _model
+from .jmlr import GOLOMB4, golomb_model
 
 #: Signal length of the instances (THEORY.md §5).
 LENGTH = 128
@@ -147,7 +147,7 @@ class ProjectionStability(Theorem):
                  "point: ‖W_i(Γ_i−Γ̂_i)‖² ≤ 4E_0²/(1−(2k_i−1)μ(D^(i)))")
 
     def sample(self, rng: np.random.Generator, knob: float) -> ProjectionInstance:
-        model = _model(*GOLOMB4)
+        model = golomb_model(*GOLOMB4)
         deepest = model.effective(model.n_layers)
         side = 2 * deepest.kernel_size[0] - 1
         pairs = coherent_pairs(deepest)

@@ -10,7 +10,7 @@ from mlverify.model.measures import patch_l2_inf
 from mlverify.testing.strategies import instances
 from mlverify.theorems import adv
 from mlverify.theorems._base import get
-from mlverify.theorems.jmlr import _lt_chain, _measures
+from mlverify.theorems.jmlr import layer_measures, lt_chain
 
 
 def _run(theorem_id, instance):
@@ -70,18 +70,18 @@ def test_adv_floor_and_tightness(theorem_id, floor):
 def test_adv_lt_noise_limit_is_the_boundary(theorem_id):
     theorem = get(theorem_id)
     instance = theorem.sample(np.random.default_rng(1), 0.5)
-    layers = _measures(instance.model, instance.codes)
+    layers = layer_measures(instance.model, instance.codes)
     theta = [sum(r) / 2 for r in theorem.theta_ranges]
     limit = adv.lt_noise_limit(layers, theorem.kind, theta)
     assert limit > 0
     for scale, inside in ((0.999, True), (1.001, False)):
-        steps = _lt_chain(layers, limit * scale, theorem.kind, theta=theta)
+        steps = lt_chain(layers, limit * scale, theorem.kind, theta=theta)
         assert all(step.K < step.top for step in steps) == inside
     # The attack has the prescribed patch energy (w = n_1) and the thresholds sit inside the
     # intervals of the measured noise.
     eps = patch_l2_inf(instance.y - instance.signal, 13)
     assert eps == pytest.approx(adv.noise_patch(instance), rel=1e-15)
-    steps = _lt_chain(layers, eps, theorem.kind, betas=instance.thresholds)
+    steps = lt_chain(layers, eps, theorem.kind, betas=instance.thresholds)
     assert all(step.K < step.beta < step.top for step in steps)
 
 
@@ -98,7 +98,7 @@ def test_adv_lbp_chain_matches_theory():
 
 @pytest.mark.parametrize(("theorem_id", "name"), [("ADV-LT", "layered_thresholding"),
                                                   ("ADV-LT-soft", "layered_thresholding"),
-                                                  ("ADV-LBP", "_certified_bp")])
+                                                  ("ADV-LBP", "certified_bp")])
 def test_adv_layered_check_can_fail(theorem_id, name, monkeypatch):
     theorem = get(theorem_id)
     instance = theorem.sample(np.random.default_rng(4), 0.5)
@@ -109,7 +109,7 @@ def test_adv_layered_check_can_fail(theorem_id, name, monkeypatch):
     def flipped(*args, **kwargs):
         # A pursuit whose deepest code moves the classifier output across the boundary.
         result = real(*args, **kwargs)
-        if name == "_certified_bp":
+        if name == "certified_bp":
             codes, exact = result
             deepest = codes.shape == instance.codes[-1].shape
             return (instance.codes[-1] + step if deepest else codes), exact

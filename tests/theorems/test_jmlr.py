@@ -95,7 +95,7 @@ def test_soft_needs_beta_in_the_propagated_error():
     instance = theorem.sample(np.random.default_rng(6), 0.5)
     layers, steps = theorem._steps(instance)
     eps0 = float(patch_l2_inf(instance.noise, 13))
-    hard_steps = jmlr._lt_chain(layers, eps0, "hard", betas=instance.thresholds)
+    hard_steps = jmlr.lt_chain(layers, eps0, "hard", betas=instance.thresholds)
     estimate = jmlr.layered_thresholding(instance.model, instance.y, list(instance.thresholds),
                                          "soft").codes[0]
     error = float(patch_l2_inf(estimate - instance.codes[0], 4))
@@ -105,10 +105,10 @@ def test_soft_needs_beta_in_the_propagated_error():
 def test_soft_is_infeasible_with_four_golomb_marks():
     # THEORY §5's D_2 (marks {0,1,4,6}): even noiseless with β_1 → K_1, layer 2's interval is
     # empty, hence LT-soft uses two marks.
-    model = jmlr._model(*jmlr.GOLOMB4)
-    codes = tuple(model.synthesize(jmlr._spikes(np.random.default_rng(0), 2, 32, 1.0, 1.0,
+    model = jmlr.golomb_model(*jmlr.GOLOMB4)
+    codes = tuple(model.synthesize(jmlr.planted_spikes(np.random.default_rng(0), 2, 32, 1.0, 1.0,
                                                 False))[1:])
-    steps = jmlr._lt_chain(jmlr._measures(model, codes), 0.0, "soft", theta=(1e-9, 0.5))
+    steps = jmlr.lt_chain(jmlr.layer_measures(model, codes), 0.0, "soft", theta=(1e-9, 0.5))
     assert steps[0].top > steps[0].K
     assert steps[1].top < steps[1].K
 
