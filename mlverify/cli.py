@@ -41,10 +41,9 @@ def _cuda_row() -> str:
 
 def info_rows() -> list[tuple[str, str]]:
     """What ``mlverify info`` prints, as (key, value) rows."""
-    import numba
-
     from . import __version__
     from ._validate import ENGINES
+    from .kernels import cpu
 
     rows = [("mlverify", __version__), ("python", platform.python_version())]
     for dist in ("numpy", "scipy", "numba", "llvmlite", "numba-cuda", "hypothesis", "asv"):
@@ -52,8 +51,7 @@ def info_rows() -> list[tuple[str, str]]:
     rows += [
         ("engines", ", ".join(e for e in ENGINES if e != "auto") + " (auto = cpu)"),
         ("cuda", _cuda_row()),
-        ("numba threads", f"{numba.get_num_threads()} of {numba.config.NUMBA_NUM_THREADS}"),
-        ("threading layer", str(numba.config.THREADING_LAYER)),
+        *cpu.threading_info().items(),
         ("machine", f"{platform.machine()}, {platform.system()} {platform.release()}"),
     ]
     return rows

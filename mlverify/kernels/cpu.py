@@ -46,6 +46,17 @@ def thread_count() -> int:
     return numba.get_num_threads()
 
 
+def set_thread_count(threads: int) -> None:
+    """Use ``threads`` threads in the parallel kernels (e.g. 1 per worker process)."""
+    numba.set_num_threads(threads)
+
+
+def threading_info() -> dict[str, str]:
+    """Numba's thread settings, for ``mlverify info``."""
+    return {"numba threads": f"{numba.get_num_threads()} of {numba.config.NUMBA_NUM_THREADS}",
+            "threading layer": str(numba.config.THREADING_LAYER)}
+
+
 def block_width(out: np.ndarray) -> int:
     """Width of the x-blocks of :func:`correlate` for the canonical output ``out``.
 

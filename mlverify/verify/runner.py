@@ -255,7 +255,7 @@ def _execute(pool, batch, collect) -> None:
 
 
 def _single_thread() -> None:
-    """Worker initialiser: one Numba thread per process (the processes share the cores)."""
-    import numba
+    """Worker initialiser: one kernel thread per process (the processes share the cores)."""
+    from ..kernels import cpu
 
-    numba.set_num_threads(1)
+    cpu.set_thread_count(1)
