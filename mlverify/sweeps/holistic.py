@@ -54,6 +54,7 @@ import scipy.linalg
 from .._validate import check_positive_int
 from ..pursuits._holistic import holistic_pursuit, projection_baseline
 from .grid import Grid
+from .report import write_figure_and_summary
 from .store import Row
 from .sweep import Sweep
 
@@ -397,10 +398,7 @@ def _markdown(sweep: Sweep, rows: list[Row], figure: Path) -> str:
 
 def report(sweep: Sweep, rows: list[Row], out_dir: Path) -> list[Path]:
     """Write ``<sweep>.png`` (errors vs ℓ_1) and ``<sweep>.md`` (verdicts, tables)."""
-    figure = write_figure(rows, out_dir / f"{sweep.name}.png")
-    summary = out_dir / f"{sweep.name}.md"
-    summary.write_text(_markdown(sweep, rows, figure))
-    return [figure, summary]
+    return write_figure_and_summary(sweep, rows, out_dir, write_figure, _markdown)
 
 
 SWEEP = Sweep(

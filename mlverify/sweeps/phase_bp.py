@@ -37,7 +37,7 @@ from ..model.sampler import sample_instance
 from ..pursuits._basis_pursuit import basis_pursuit
 from ..pursuits._omp import omp
 from .grid import Grid
-from .report import aggregate
+from .report import aggregate, write_figure_and_summary
 from .store import Row
 from .sweep import Sweep
 
@@ -215,10 +215,7 @@ def _markdown(sweep: Sweep, rows: list[Row], figure: Path) -> str:
 
 def report(sweep: Sweep, rows: list[Row], out_dir: Path) -> list[Path]:
     """Write ``<sweep>.png`` (the phase map) and ``<sweep>.md`` (tables) under ``out_dir``."""
-    figure = write_figure(rows, out_dir / f"{sweep.name}.png")
-    summary = out_dir / f"{sweep.name}.md"
-    summary.write_text(_markdown(sweep, rows, figure))
-    return [figure, summary]
+    return write_figure_and_summary(sweep, rows, out_dir, write_figure, _markdown)
 
 
 SWEEP = Sweep(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,17 @@ def write_summary(sweep: Sweep, rows: list[Row], out_dir: Path) -> list[Path]:
             "Means per cell (bools: fraction true).\n\n" + markdown_table(aggregate(rows)))
     path.write_text(text)
     return [path]
+
+
+def write_figure_and_summary(sweep: Sweep, rows: list[Row], out_dir: Path,
+                             draw: Callable[[list[Row], Path], Path],
+                             describe: Callable[[Sweep, list[Row], Path], str]) -> list[Path]:
+    """The usual ``Sweep.report`` body: ``<sweep>.png`` by ``draw(rows, path)``, then
+    ``<sweep>.md`` with the text ``describe(sweep, rows, figure)``; the files written."""
+    figure = draw(rows, out_dir / f"{sweep.name}.png")
+    summary = out_dir / f"{sweep.name}.md"
+    summary.write_text(describe(sweep, rows, figure))
+    return [figure, summary]
 
 
 def write_report(sweep: Sweep, rows: list[Row], out_dir) -> list[Path]:
