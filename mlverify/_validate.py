@@ -35,14 +35,23 @@ def as_float_array(name: str, value, *, dtype: np.dtype | None = None) -> np.nda
         value = np.asarray(value)
         if value.dtype.kind in "iub":
             value = value.astype(np.float64 if dtype is None else dtype)
-    if value.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {value.dtype}")
-    if dtype is not None and value.dtype != np.dtype(dtype):
+    check_float_dtype(name, value.dtype, dtype)
+    return np.require(value, requirements="C")  # keeps 0-d arrays 0-d (ascontiguousarray does not)
+
+
+def check_float_dtype(name: str, actual, expected=None) -> None:
+    """Raise ``TypeError`` unless ``actual`` is float32/float64 (and ``expected`` when given).
+
+    Shared by host arrays and device arrays (whose dtype is checked without a copy).
+    """
+    actual = np.dtype(actual)
+    if actual not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {actual}")
+    if expected is not None and actual != np.dtype(expected):
         raise TypeError(
-            f"{name} has dtype {value.dtype} but the dictionary is {np.dtype(dtype)}; "
+            f"{name} has dtype {actual} but the dictionary is {np.dtype(expected)}; "
             f"cast it explicitly (no silent conversion between float32 and float64)"
         )
-    return np.require(value, requirements="C")  # keeps 0-d arrays 0-d (ascontiguousarray does not)
 
 
 def check_finite(name: str, array: np.ndarray) -> None:

@@ -26,8 +26,8 @@ import numpy as np
 
 from .. import _cuda
 from .._cuda import cuda, like
-from .._validate import FLOAT_DTYPES, check_finite
 from .._validate import as_float_array as _host_float_array
+from .._validate import check_finite, check_float_dtype
 from ._scalar import KINDS, shrink
 
 __all__ = ["analyze", "as_float_array", "like", "synthesize", "threshold"]
@@ -122,13 +122,7 @@ def as_float_array(name: str, value, *, dtype: np.dtype | None = None):
         check_finite(name, array)
         return array
     array = _cuda.as_device_array(value)
-    if array.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
-    if dtype is not None and array.dtype != np.dtype(dtype):
-        raise TypeError(
-            f"{name} has dtype {array.dtype} but {np.dtype(dtype)} is needed; cast it "
-            f"explicitly (no silent conversion between float32 and float64)"
-        )
+    check_float_dtype(name, array.dtype, dtype)
     if not array.is_c_contiguous():
         raise ValueError(f"{name} must be C-contiguous on the device")
     if array.size:
