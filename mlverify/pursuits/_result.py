@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 #: Values of :attr:`PursuitResult.status`.
-STATUSES = ("converged", "max_iter", "diverged", "non-finite", "exact")
+STATUSES = ("converged", "max_iter", "diverged", "non-finite", "exact", "stopped")
 
 
 @dataclass
@@ -31,7 +31,8 @@ class PursuitResult:
         Diagnostics recorded along the iterations (objective, certificate, …).
     status : str
         One of :data:`STATUSES`: iterative solvers report ``"diverged"`` or ``"non-finite"``
-        instead of returning garbage silently.
+        instead of returning garbage silently; ``"stopped"`` when the caller's ``callback``
+        asked to stop.
     message : str
         A human-readable explanation of ``status``.
     """
