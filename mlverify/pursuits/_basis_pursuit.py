@@ -51,7 +51,7 @@ DIVERGENCE_FACTOR = 100.0
 
 def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: int = 10000,
                   solver: str = "auto", engine: str = "auto", x0=None,
-                  check_every: int = 10) -> PursuitResult:
+                  check_every: int = 10, callback=None) -> PursuitResult:
     r"""Convolutional basis pursuit :math:`\min \tfrac12\|y - D\Gamma\|^2 + \lambda\|\Gamma\|_1`.
 
     Parameters
@@ -84,6 +84,11 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
     check_every : int
         Iterations between two certificate evaluations (each costs about one iteration, in
         float64).
+    callback : callable, optional
+        ``callback(iteration, codes)``, called after every iteration with the current iterate
+        (the sparse one: FISTA's :math:`x_k`, ADMM's :math:`Z`; a view to read, not to keep or
+        modify). A true return value stops the solver (status ``"stopped"``, certificate of the
+        last iterate). Its time counts as solver time.
 
     Returns
     -------
@@ -93,8 +98,9 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
         ``iteration``, ``objective``, ``dual`` (the best certified lower bound of
         :math:`F_{opt}` so far), ``relative_duality_gap``, ``kkt`` (∞-norm
         optimality residual), ``restarts`` (cumulative) and ``time`` (seconds since the start).
-        ``status`` is ``"converged"``, ``"max_iter"``, ``"diverged"`` (objective blew up) or
-        ``"non-finite"`` (the last finite iterate is returned).
+        ``status`` is ``"converged"``, ``"max_iter"``, ``"diverged"`` (objective blew up),
+        ``"non-finite"`` (the last finite iterate is returned) or ``"stopped"`` (by
+        ``callback``).
 
     References
     ----------
@@ -111,6 +117,8 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
     if not isinstance(solver, str) or solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     engine = check_engine(engine)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     if x0 is not None:
         x0 = check_codes(D, "x0", x0, y)
         if nonneg and (x0 < 0).any():
@@ -119,7 +127,7 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
         from ._bp_admm import bp_admm
 
         return bp_admm(D, y, lam, nonneg=nonneg, tol=tol, max_iter=max_iter, engine=engine,
-                       x0=x0)
+                       x0=x0, check_every=check_every, callback=callback)
     if y.size == 0 or lam >= certificate.lam_max:
         zeros = np.zeros((*y.shape[: -D.spatial_ndim - 1], D.n_atoms, *y.shape[-D.spatial_ndim:]),
                          D.dtype)
@@ -132,11 +140,11 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
         )
     work = y.size * D.n_atoms * math.prod(D.kernel_size)  # multiply-adds per operator
     with cpu.threads_for(work):  # small problems: one thread (no parallel start-up per kernel)
-        return _fista(D, certificate, tol, max_iter, check_every, engine, x0)
+        return _fista(D, certificate, tol, max_iter, check_every, engine, x0, callback)
 
 
 def _fista(D, certificate: DualityGap, tol: float, max_iter: int, check_every: int, engine: str,
-           x0) -> PursuitResult:
+           x0, callback=None) -> PursuitResult:
     """FISTA with gradient restart on a validated problem (see the module docstring)."""
     y = certificate.y
     d = D.spatial_ndim
@@ -195,6 +203,9 @@ def _fista(D, certificate: DualityGap, tol: float, max_iter: int, check_every: i
             z = x_new + dx
             t = t_next
         x = x_new
+        if callback is not None and callback(iteration, x):
+            status, message = "stopped", f"stopped by the callback at iteration {iteration}"
+            break
         if iteration % check_every == 0 or iteration == max_iter:
             values = check(iteration)
             if values["rel_gap"] <= tol:

@@ -198,6 +198,7 @@ def bp_admm(
     x0=None,
     rho: float | None = None,
     check_every: int = CHECK_PERIOD,
+    callback=None,
 ) -> PursuitResult:
     r"""Basis pursuit :math:`\min_\Gamma \tfrac12\|y - D\Gamma\|_2^2 + \lambda\|\Gamma\|_1` by ADMM.
 
@@ -230,6 +231,9 @@ def bp_admm(
     check_every : int
         Iterations between two certificate evaluations (each costs a float64 synthesis and
         analysis, about three ADMM iterations on SPORCO's 256×256, 36 atoms 12×12 example).
+    callback : callable, optional
+        ``callback(iteration, Z)`` after every iteration (``Z`` a view to read); a true return
+        stops the solver with status ``"stopped"``.
 
     Returns
     -------
@@ -265,11 +269,12 @@ def bp_admm(
     certificate = DualityGap(D, y, lam, nonneg=bool(nonneg), engine=engine)
     with cpu.threads_for(coefficients * (D.n_channels + 2)):  # small problems: one thread
         state = _ADMM(D, y, lam, bool(nonneg), engine, rho, x0)
-        return _iterate(state, certificate, tol, max_iter, check_every)
+        return _iterate(state, certificate, tol, max_iter, check_every, callback)
 
 
 def _iterate(
-    state: _ADMM, certificate: DualityGap, tol: float, max_iter: int, check_every: int
+    state: _ADMM, certificate: DualityGap, tol: float, max_iter: int, check_every: int,
+    callback=None,
 ) -> PursuitResult:
     """The ADMM loop with penalty balancing and certificate checks (see the module docstring)."""
     lam = state.lam
@@ -309,6 +314,9 @@ def _iterate(
         primal_diff, dual_diff, x_norm, z_norm, u_norm = np.sqrt(sums)
         r = primal_diff / max(x_norm, z_norm) if max(x_norm, z_norm) > 0 else 0.0
         s = dual_diff / u_norm if u_norm > 0 else math.inf
+        if callback is not None and callback(it, state.view()):
+            return result(it, check(it, r, s), "stopped",
+                          f"stopped by the callback at iteration {it}")
         if it % check_every == 0 or it == max_iter:
             gap = check(it, r, s)
             if gap <= tol:
