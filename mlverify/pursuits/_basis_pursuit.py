@@ -97,7 +97,10 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
         (``certificate_kind = "relative_duality_gap"``); ``history`` with, at every check,
         ``iteration``, ``objective``, ``dual`` (the best certified lower bound of
         :math:`F_{opt}` so far), ``relative_duality_gap``, ``kkt`` (∞-norm
-        optimality residual), ``restarts`` (cumulative) and ``time`` (seconds since the start).
+        optimality residual), ``restarts`` (cumulative), ``time`` (seconds since the start) and
+        ``certified`` (1.0, or 0.0 for a DFT estimate that only decided not to certify yet:
+        :meth:`~mlverify.pursuits._certificates.DualityGap.stopping_test`); the last entry is
+        always certified.
         ``status`` is ``"converged"``, ``"max_iter"``, ``"diverged"`` (objective blew up),
         ``"non-finite"`` (the last finite iterate is returned) or ``"stopped"`` (by
         ``callback``).
@@ -157,21 +160,27 @@ def _fista(D, certificate: DualityGap, tol: float, max_iter: int, check_every: i
     z = x.copy()
     t = 1.0
     history: dict[str, list[float]] = {key: [] for key in (
-        "iteration", "objective", "dual", "relative_duality_gap", "kkt", "restarts", "time")}
+        "iteration", "objective", "dual", "relative_duality_gap", "kkt", "restarts", "time",
+        "certified")}
     reference = max(certificate.objective(x), 0.5 * inner(y, y))
     restarts = 0
     start = time.perf_counter()
 
-    def check(iteration: int) -> dict[str, float]:
-        values = certificate.certificates(x)
-        if history["dual"] and history["dual"][-1] > values["dual"]:
-            # every dual value is a lower bound of F_opt: keep the best one found so far
-            values["dual"] = history["dual"][-1]
+    best_dual = -math.inf  # the best certified lower bound of F_opt so far
+
+    def check(iteration: int, final: bool = False) -> dict[str, float]:
+        nonlocal best_dual
+        values = certificate.certificates(x) if final else certificate.stopping_test(x, tol)
+        if values["certified"]:
+            # every certified dual value is a lower bound of F_opt: keep the best one found
+            best_dual = max(best_dual, values["dual"])
+            values["dual"] = best_dual
             values["rel_gap"] = relative_gap(values["primal"], values["dual"])
         for key, value in (("iteration", iteration), ("objective", values["primal"]),
                            ("dual", values["dual"]), ("relative_duality_gap", values["rel_gap"]),
                            ("kkt", values["kkt"]), ("restarts", restarts),
-                           ("time", time.perf_counter() - start)):
+                           ("time", time.perf_counter() - start),
+                           ("certified", values["certified"])):
             history[key].append(float(value))
         return values
 
@@ -208,7 +217,7 @@ def _fista(D, certificate: DualityGap, tol: float, max_iter: int, check_every: i
             break
         if iteration % check_every == 0 or iteration == max_iter:
             values = check(iteration)
-            if values["rel_gap"] <= tol:
+            if values["certified"] and values["rel_gap"] <= tol:
                 status, message = "converged", f"relative duality gap <= {tol:g}"
                 break
             if values["primal"] > DIVERGENCE_FACTOR * reference:
@@ -216,8 +225,9 @@ def _fista(D, certificate: DualityGap, tol: float, max_iter: int, check_every: i
                 message = (f"objective {values['primal']:.6g} exceeds {DIVERGENCE_FACTOR:g} x "
                            f"the initial {reference:.6g} at iteration {iteration}")
                 break
-    if not history["iteration"] or history["iteration"][-1] != iteration:
-        check(iteration)
+    if not history["certified"] or not history["certified"][-1] or (
+            history["iteration"][-1] != iteration):
+        check(iteration, final=True)
     return PursuitResult(
         codes=[x], n_iter=iteration, converged=status == "converged",
         certificate=history["relative_duality_gap"][-1],

@@ -242,8 +242,10 @@ def bp_admm(
         ``history`` with, at every certificate check, ``iteration``, ``objective``, ``dual``,
         ``relative_duality_gap``, ``kkt`` (from
         :class:`~mlverify.pursuits._certificates.DualityGap`), ``primal_residual``,
-        ``dual_residual`` (relative, as in the ρ rule), ``rho`` and ``time`` (seconds since the
-        start) — the keys of the FISTA solver plus the ADMM ones.
+        ``dual_residual`` (relative, as in the ρ rule), ``rho``, ``time`` (seconds since the
+        start) and ``certified`` (0.0 for a DFT estimate, see
+        :meth:`~mlverify.pursuits._certificates.DualityGap.stopping_test`; the returned
+        certificate is always certified) — the keys of the FISTA solver plus the ADMM ones.
     """
     D = check_dictionary("D", D)
     engine = check_engine(engine)
@@ -282,11 +284,12 @@ def _iterate(
     history: dict[str, list[float]] = {
         key: []
         for key in ("iteration", "objective", "dual", "relative_duality_gap", "kkt",
-                    "primal_residual", "dual_residual", "rho", "time")
+                    "primal_residual", "dual_residual", "rho", "time", "certified")
     }
 
-    def check(iteration: int, r: float, s: float) -> float:
-        values = certificate.certificates(state.view())
+    def check(iteration: int, r: float, s: float, final: bool = False) -> float:
+        view = state.view()
+        values = certificate.certificates(view) if final else certificate.stopping_test(view, tol)
         values.update(iteration=iteration, objective=values["primal"],
                       relative_duality_gap=values["rel_gap"], primal_residual=r, dual_residual=s,
                       rho=state.rho_value, time=time.perf_counter() - start)
@@ -315,10 +318,10 @@ def _iterate(
         r = primal_diff / max(x_norm, z_norm) if max(x_norm, z_norm) > 0 else 0.0
         s = dual_diff / u_norm if u_norm > 0 else math.inf
         if callback is not None and callback(it, state.view()):
-            return result(it, check(it, r, s), "stopped",
+            return result(it, check(it, r, s, final=True), "stopped",
                           f"stopped by the callback at iteration {it}")
         if it % check_every == 0 or it == max_iter:
-            gap = check(it, r, s)
+            gap = check(it, r, s, final=it == max_iter)
             if gap <= tol:
                 return result(it, gap, "converged", f"relative duality gap {gap:.3g} <= {tol}")
         if it == next_rho_update:

@@ -277,8 +277,9 @@ def test_bad_arguments_raise():
 def test_admm_solver_is_dispatched_with_validated_arguments(monkeypatch):
     calls = []
 
-    def fake_bp_admm(D, y, lam, *, nonneg, tol, max_iter, engine, x0=None):
-        calls.append((D, y, lam, nonneg, tol, max_iter, engine, x0))
+    def fake_bp_admm(D, y, lam, *, nonneg, tol, max_iter, engine, x0=None, check_every=10,
+                     callback=None):
+        calls.append((D, y, lam, nonneg, tol, max_iter, engine, x0, check_every, callback))
         return "admm result"
 
     module = types.ModuleType("mlverify.pursuits._bp_admm")
@@ -287,10 +288,48 @@ def test_admm_solver_is_dispatched_with_validated_arguments(monkeypatch):
     D, y, lam = make_problem((3, 1, 5), (20,), seed=12)
     x0 = np.zeros((3, 20))
     out = basis_pursuit(D, y, np.float64(lam), nonneg=True, tol=1e-6, max_iter=7,
-                        solver="admm", engine="auto", x0=x0)
+                        solver="admm", engine="auto", x0=x0, check_every=3, callback=print)
     assert out == "admm result" and len(calls) == 1
     got = calls[0]
     assert got[0] is D and np.array_equal(got[1], y) and got[2] == lam
     assert got[3:7] == (True, 1e-6, 7, "cpu") and np.array_equal(got[7], x0)
+    assert got[8:] == (3, print)
     assert basis_pursuit(D, y, lam, solver="auto").certificate_kind == "relative_duality_gap"
     assert len(calls) == 1  # "auto" is FISTA
+
+
+@pytest.mark.parametrize("solver", ["fista", "admm"])
+def test_callback_sees_every_iterate_and_can_stop(solver):
+    D, y, lam = make_problem((3, 1, 5), (40,), seed=21)
+    seen: list[tuple[int, float]] = []
+
+    def callback(iteration, codes):
+        assert codes.shape == (3, 40)
+        seen.append((iteration, bp_objective(D, y, codes, lam)))
+        return iteration == 7
+
+    result = basis_pursuit(D, y, lam, solver=solver, tol=1e-12, callback=callback)
+    assert [it for it, _ in seen] == list(range(1, 8))
+    assert result.status == "stopped" and not result.converged and result.n_iter == 7
+    assert result.history["certified"][-1] == 1.0
+    assert result.history["objective"][-1] == pytest.approx(seen[-1][1], rel=1e-12)
+    with pytest.raises(TypeError, match="callback"):
+        basis_pursuit(D, y, lam, callback=3)
+
+
+@pytest.mark.parametrize("solver", ["fista", "admm"])
+def test_large_filters_stop_on_a_certified_gap_after_dft_estimates(solver):
+    """6x6 filters: checks are DFT estimates until the estimate passes tol, then certified."""
+    from mlverify.pursuits._certificates import DualityGap
+
+    D, y, lam = make_problem((4, 1, 6, 6), (24, 20), seed=22)
+    result = basis_pursuit(D, y, lam, solver=solver, tol=1e-6, max_iter=20000)
+    certified = result.history["certified"]
+    assert result.converged and certified[-1] == 1.0 and 0.0 in certified
+    gap = DualityGap(D, y, lam)
+    exact = gap.certificates(result.codes[0])
+    estimate = gap.certificates(result.codes[0], estimate=True)
+    assert exact["certified"] and not estimate["certified"]
+    assert exact["rel_gap"] <= 1e-6 and result.certificate == pytest.approx(exact["rel_gap"])
+    for key in ("primal", "dual", "kkt"):
+        assert estimate[key] == pytest.approx(exact[key], rel=1e-9, abs=1e-12)

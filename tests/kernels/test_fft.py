@@ -1,0 +1,55 @@
+"""The DFT operators (:mod:`mlverify.kernels.fft`) against the dense matrix and direct kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlverify import ConvDictionary
+from mlverify.kernels.fft import SpectralConvolution
+
+
+@settings(max_examples=40, deadline=None)
+@given(ndim=st.sampled_from([1, 2]), m=st.integers(1, 3), c=st.integers(1, 3),
+       n=st.integers(1, 4), extra=st.integers(0, 4), batch=st.sampled_from([(), (2,)]),
+       dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**16))
+def test_spectral_equals_dense_matrix(ndim, m, c, n, extra, batch, dtype, seed):
+    rng = np.random.default_rng(seed)
+    kernel = (n,) * ndim
+    spatial = tuple(k + extra + (i % 2) for i, k in enumerate(kernel))  # odd and even sizes
+    filters = rng.standard_normal((m, c, *kernel)).astype(dtype)
+    D = ConvDictionary(filters)
+    op = SpectralConvolution(filters, spatial)
+    codes = rng.standard_normal((*batch, m, *spatial)).astype(dtype)
+    signal = rng.standard_normal((*batch, c, *spatial)).astype(dtype)
+    dense = D.to_dense(spatial).astype(np.float64)
+    rtol = 1e-4 if dtype == np.float32 else 1e-11
+    synth = op.synthesize(codes)
+    assert synth.dtype == dtype and synth.shape == (*batch, c, *spatial)
+    expected = (codes.reshape(-1, dense.shape[1]).astype(np.float64) @ dense.T)
+    np.testing.assert_allclose(synth.reshape(expected.shape), expected, rtol=rtol,
+                               atol=rtol * np.abs(expected).max())
+    analysis = op.analyze(signal)
+    assert analysis.dtype == dtype and analysis.shape == (*batch, m, *spatial)
+    expected = signal.reshape(-1, dense.shape[0]).astype(np.float64) @ dense
+    np.testing.assert_allclose(analysis.reshape(expected.shape), expected, rtol=rtol,
+                               atol=rtol * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_spectral_adjoint_large_filters(dtype):
+    """Dot test <D x, v> = <x, D^T v> and equality with the direct kernel at 12x12 atoms."""
+    rng = np.random.default_rng(3)
+    filters = rng.standard_normal((5, 2, 12, 12)).astype(dtype)
+    op = SpectralConvolution(filters, (40, 36), workers=2)
+    x = rng.standard_normal((5, 40, 36)).astype(dtype)
+    v = rng.standard_normal((2, 40, 36)).astype(dtype)
+    lhs = float(np.vdot(op.synthesize(x).astype(np.float64), v))
+    rhs = float(np.vdot(x, op.analyze(v).astype(np.float64)))
+    assert abs(lhs - rhs) <= (1e-3 if dtype == np.float32 else 1e-10) * abs(lhs)
+    D = ConvDictionary(filters)
+    tol = 1e-3 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(op.analyze(v), D.analyze(v), rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(op.synthesize(x), D.synthesize(x), rtol=tol, atol=tol * 10)
