@@ -19,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .cli_bench import add_bench_parser
 from .cli_sweep import add_sweep_parser
 
 
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=_cmd_verify, parser=verify)
 
     add_sweep_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 
