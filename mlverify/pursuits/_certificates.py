@@ -46,8 +46,9 @@ When the dual value is zero (``y = 0``, or :math:`\lambda = 0` with ``y`` in the
 is zero too and ``inf`` otherwise.
 
 **Estimates.** ``certificates(codes, estimate=True)`` computes the same quantities through the
-DFT (:class:`mlverify.kernels.fft.SpectralConvolution`, float64) when the filters are large
-(:data:`SPECTRAL_TAPS`), about 10× cheaper for 12×12 atoms but without a rigorous rounding bound;
+DFT (:class:`mlverify.kernels.fft.SpectralConvolution`, in the dictionary's precision with
+float64 sums, no KKT residual) when the filters are large (:data:`SPECTRAL_TAPS`), more than
+10× cheaper for 12×12 atoms but without a rigorous rounding bound;
 solvers use estimates to decide *when* to certify and certify with the direct sums (see
 :meth:`DualityGap.stopping_test`), so every reported certificate is rigorous.
 
@@ -161,12 +162,12 @@ class DualityGap:
 
     @functools.cached_property
     def _spectral(self) -> SpectralConvolution | None:
-        """The DFT operators of the float64 dictionary, when they beat the direct sums."""
+        """The DFT operators of the dictionary (its dtype), when they beat the direct sums."""
         taps = self.D.n_channels * math.prod(self.D.kernel_size)
         if taps < SPECTRAL_TAPS or self.engine == "numpy":
             return None
         spatial = self.y.shape[-self.D.spatial_ndim:]
-        return SpectralConvolution(self._d64.filters, spatial, workers=cpu.thread_count())
+        return SpectralConvolution(self.D.filters, spatial, workers=cpu.thread_count())
 
     def _ray_dual(self, r: np.ndarray, dtr: np.ndarray) -> np.ndarray:
         """Best dual value per batch element on the ray ``s·r``, ``s >= 0`` feasible."""
@@ -183,35 +184,44 @@ class DualityGap:
         """Primal, dual, relative gap and KKT residual of ``codes`` from one analysis.
 
         Returns a dict with keys ``"primal"``, ``"dual"``, ``"rel_gap"``, ``"kkt"`` (see
-        :func:`relative_duality_gap` and :func:`kkt_residual`) and ``"certified"`` (``False``
-        when ``estimate`` asked for the DFT operators and they were used: then the values are
-        estimates, not certificates; see the module docstring).
+        :func:`relative_duality_gap` and :func:`kkt_residual`) and ``"certified"``. With
+        ``estimate`` and large filters the values are estimates through the DFT, in the
+        dictionary's precision with float64 sums (``"certified"`` false, ``"kkt"`` not computed:
+        ``nan``); see the module docstring.
         """
+        spectral = self._spectral if estimate else None
+        if spectral is not None:
+            return self._estimate(spectral, check_codes(self.D, "codes", codes, self.y))
         codes64 = self._codes64(codes)
         if codes64.size == 0:  # an empty batch: nothing to certify
             return {"primal": 0.0, "dual": 0.0, "rel_gap": 0.0, "kkt": 0.0, "certified": True}
-        spectral = self._spectral if estimate else None
-        if spectral is None:
-            r = self._residual(codes64)
-            g = self._d64.analyze(r, engine=self.engine)
-        else:
-            r = self._y64 - spectral.synthesize(codes64)
-            g = spectral.analyze(r)
-        flat_codes = self._flat(codes64)
-        rflat = self._flat(r)
-        infeasible = self.nonneg and bool((flat_codes < 0).any())
-        if infeasible:
+        r = self._residual(codes64)
+        g = self._d64.analyze(r, engine=self.engine)
+        values = self._gap(self._flat(codes64), self._flat(r), self._flat(g))
+        values["kkt"] = math.inf if values["primal"] == math.inf else self._kkt(codes64, g)
+        return values
+
+    def _estimate(self, spectral: SpectralConvolution, codes: np.ndarray) -> dict[str, float]:
+        if codes.size == 0:
+            return {"primal": 0.0, "dual": 0.0, "rel_gap": 0.0, "kkt": 0.0, "certified": True}
+        r = self._y64 - spectral.synthesize(codes)
+        g = spectral.analyze(r.astype(self.D.dtype))
+        values = self._gap(self._flat(codes), self._flat(r), self._flat(g))
+        values.update(kkt=math.nan, certified=False)
+        return values
+
+    def _gap(self, flat_codes: np.ndarray, rflat: np.ndarray, gflat: np.ndarray) -> dict:
+        """Primal, dual and relative gap from the residual and its analysis (flat per batch)."""
+        if self.nonneg and bool((flat_codes < 0).any()):
             primal = math.inf
         else:
             primal = 0.5 * float(np.einsum("bi,bi->", rflat, rflat)) + self.lam * float(
-                np.abs(flat_codes).sum()
-            )
-        dual_r = self._ray_dual(rflat, self._flat(g))
+                np.abs(flat_codes).sum(dtype=np.float64))
+        dual_r = self._ray_dual(rflat, gflat)
         dual_y = self._ray_dual(self._yflat, self._dty)
         dual = float(np.maximum(np.maximum(dual_r, dual_y), 0.0).sum())
-        kkt = math.inf if infeasible else self._kkt(codes64, g)
-        return {"primal": primal, "dual": dual, "rel_gap": relative_gap(primal, dual), "kkt": kkt,
-                "certified": spectral is None}
+        return {"primal": primal, "dual": dual, "rel_gap": relative_gap(primal, dual),
+                "certified": True}
 
     def stopping_test(self, codes, tol: float) -> dict[str, float]:
         """:meth:`certificates` for the stopping rule ``rel_gap <= tol``.
