@@ -609,18 +609,19 @@ def _rows(array):
     return array.reshape(array.shape[0], array.size // max(array.shape[0], 1))
 
 
-def problem_sums(op: int, a, b=None, c=None, *, active=None):
+def problem_sums(op: int, a, b=None, c=None, *, active=None, out=None):
     """Per-problem float64 sums of :data:`OP_STEP_INNER`, :data:`OP_DIFF_SQUARES` or
     :data:`OP_NONZEROS` terms over device arrays of shape ``(B, …)``.
 
-    Returns the device array of partial sums ``(B, k)``: a problem's total is the sum of its
-    row (taken in a fixed order by :func:`fista_momentum` / :func:`fixed_point_test`, or on the
-    host).
+    Returns the device array of partial sums ``(B, k)`` (``out``, from an earlier call with
+    arrays of the same shape, when given; only the active problems' rows are written): a
+    problem's total is the sum of its row (taken in a fixed order by :func:`fista_momentum` /
+    :func:`fixed_point_test`, or on the host).
     """
     rows = _rows(a)
     batch, n = rows.shape
     grid, threads = _grid2(n, batch, REDUCE_BLOCKS)
-    partials = _cuda.to_device(np.zeros((batch, grid[0]), np.float64))
+    partials = _cuda.to_device(np.zeros((batch, grid[0]), np.float64)) if out is None else out
     if rows.size:
         _problem_sums[grid, threads](rows, rows if b is None else _rows(b),
                                      rows if c is None else _rows(c), op,
