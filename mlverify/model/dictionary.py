@@ -171,7 +171,7 @@ class ConvDictionary:
         method : {"auto", "dense", "sparse"}
             CPU kernel: ``"sparse"`` touches only the non-zeros of ``codes``; ``"auto"`` uses it
             when the density is at most :data:`SPARSE_DENSITY`. All give the same result. The CUDA
-            engine always runs the dense kernel.
+            engine skips the all-zero tiles of the codes unless ``method="dense"``.
         """
         engine = check_engine(engine, ENGINES)
         if method not in ("auto", "dense", "sparse"):
@@ -180,7 +180,7 @@ class ConvDictionary:
         if engine == "numpy":
             out = reference.synthesize(codes4, self._f4)
         elif engine == "cuda":
-            out = _cuda_kernels().synthesize(codes4, self._synthesis_taps)
+            out = _cuda_kernels().synthesize(codes4, self._f4, sparse=method != "dense")
         else:
             out = self._synthesize_cpu(codes4, method)
         return _restore(out.reshape(batch + (self.n_channels,) + spatial), codes, engine)

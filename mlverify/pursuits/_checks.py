@@ -18,17 +18,23 @@ def check_dictionary(name: str, D) -> ConvDictionary:
 def check_signal(D: ConvDictionary, name: str, y) -> np.ndarray:
     """``y`` as an array of shape ``(..., c, *S)`` with the dictionary's dtype, finite."""
     y = as_float_array(name, y, dtype=D.dtype)
-    d = D.spatial_ndim
-    if y.ndim < d + 1 or y.shape[-d - 1] != D.n_channels:
-        raise ValueError(
-            f"{name} must have shape (..., {D.n_channels}, {', '.join('N' * d)}) for a "
-            f"dictionary with {D.n_channels} input channels, got {y.shape}"
-        )
-    if any(s < n for s, n in zip(y.shape[-d:], D.kernel_size, strict=True)):
-        raise ValueError(f"{name}: spatial size {y.shape[-d:]} is smaller than the filters "
-                         f"{D.kernel_size}")
+    check_signal_shape(D, name, y.shape)
     check_finite(name, y)
     return y
+
+
+def check_signal_shape(D: ConvDictionary, name: str, shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless ``shape`` is ``(..., c, *S)`` with every ``S >= n``."""
+    d = D.spatial_ndim
+    if len(shape) < d + 1 or shape[len(shape) - d - 1] != D.n_channels:
+        raise ValueError(
+            f"{name} must have shape (..., {D.n_channels}, {', '.join('N' * d)}) for a "
+            f"dictionary with {D.n_channels} input channels, got {tuple(shape)}"
+        )
+    spatial = tuple(shape[len(shape) - d:])  # (simulator device shapes: no index < 0)
+    if any(s < n for s, n in zip(spatial, D.kernel_size, strict=True)):
+        raise ValueError(f"{name}: spatial size {spatial} is smaller than the filters "
+                         f"{D.kernel_size}")
 
 
 def check_codes(D: ConvDictionary, name: str, codes, y: np.ndarray) -> np.ndarray:

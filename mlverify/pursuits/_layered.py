@@ -13,8 +13,9 @@ relative duality gap.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
-from .._validate import check_engine, check_nonnegative, check_positive
+from .._validate import ENGINES, check_engine, check_nonnegative, check_positive
 from ..model.mlcsc import MLCSC
 from ._basis_pursuit import basis_pursuit
 from ._checks import check_signal
@@ -44,7 +45,9 @@ def layered_basis_pursuit(model: MLCSC, y, lams: Sequence, nonneg: bool = False,
         Target relative duality gap of every layer.
     max_iter : int
         Safety net per layer.
-    engine : {"auto", "numpy", "cpu"}
+    engine : {"auto", "numpy", "cpu", "cuda"}
+        ``"cuda"``: every layer by the device FISTA of :mod:`mlverify.pursuits._device` (a batch
+        as independent problems; ``y`` may be a device array, the codes then stay there).
 
     Returns
     -------
@@ -55,7 +58,12 @@ def layered_basis_pursuit(model: MLCSC, y, lams: Sequence, nonneg: bool = False,
     """
     if not isinstance(model, MLCSC):
         raise TypeError(f"model must be an MLCSC, got {type(model).__name__}")
-    y = check_signal(model[0], "y", y)
+    engine = check_engine(engine, ENGINES)
+    if engine == "cuda":  # each layer on the device; y (maybe a device array) checked there
+        from ._device import basis_pursuit as solve
+    else:
+        y = check_signal(model[0], "y", y)
+        solve = partial(basis_pursuit, engine=engine)
     if isinstance(lams, (str, bytes)) or not isinstance(lams, Sequence):
         raise TypeError("lams must be a sequence with one value per layer")
     if len(lams) != model.n_layers:
@@ -63,12 +71,10 @@ def layered_basis_pursuit(model: MLCSC, y, lams: Sequence, nonneg: bool = False,
                          f"got {len(lams)}")
     lams = [check_nonnegative(f"lams[{i}]", lam) for i, lam in enumerate(lams)]
     tol = check_positive("tol", tol)
-    engine = check_engine(engine)
     current = y
     results = []
     for layer, lam in zip(model.layers, lams, strict=True):
-        result = basis_pursuit(layer, current, lam, nonneg=nonneg, tol=tol, max_iter=max_iter,
-                               engine=engine)
+        result = solve(layer, current, lam, nonneg=nonneg, tol=tol, max_iter=max_iter)
         results.append(result)
         current = result.codes[0]
     status = min((r.status for r in results), key=_SEVERITY.index)

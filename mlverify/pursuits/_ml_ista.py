@@ -53,7 +53,7 @@ import time
 
 import numpy as np
 
-from .._validate import check_positive, check_positive_int
+from .._validate import ENGINES, check_engine, check_positive, check_positive_int
 from ._linear import Operator, layer_operators
 from ._problem_p import check_code, check_lams, layer_objective
 from ._result import PursuitResult
@@ -124,6 +124,11 @@ def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, n
 
 
 def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, momentum):
+    if check_engine(engine, ENGINES) == "cuda":
+        from ._device import ml_ista as on_device
+
+        return on_device(model, y, lams, mu, t, max_iter=max_iter, tol=tol, nonneg=nonneg,
+                         x0=x0, check_every=check_every, momentum=momentum)
     ops, y = layer_operators(model, y, engine=engine)
     lams = check_lams(lams, len(ops), positive=False)
     max_iter = check_positive_int("max_iter", max_iter)
@@ -225,8 +230,10 @@ def ml_ista(
         (:math:`z^k = \gamma^k` for ML-ISTA, the extrapolated point for ML-FISTA).
     nonneg : bool
         Use :math:`S^+` (non-negative codes, the ReLU network) instead of :math:`S`.
-    engine : {"auto", "numpy", "cpu"}
-        ``"numpy"``: NumPy oracles; ``"cpu"``/``"auto"``: Numba kernels (convolutional layers).
+    engine : {"auto", "numpy", "cpu", "cuda"}
+        ``"numpy"``: NumPy oracles; ``"cpu"``/``"auto"``: Numba kernels (convolutional layers);
+        ``"cuda"``: the device solver of :mod:`mlverify.pursuits._device` (convolutional layers;
+        ``y`` may be a batch ``(..., m_0, *S)`` of independent signals, or a device array).
     x0 : ndarray, optional
         Warm start :math:`\gamma^0` (deepest code), default zero.
     check_every : int

@@ -64,6 +64,15 @@ def _check_beta(name: str, beta, v: np.ndarray) -> np.ndarray:
     return array.astype(v.dtype)
 
 
+def _check_thresholds(model: MLCSC, thresholds) -> None:
+    """``thresholds`` must be a sequence with one entry per layer of ``model``."""
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
+        raise TypeError("thresholds must be a sequence with one threshold per layer")
+    if len(thresholds) != model.n_layers:
+        raise ValueError(f"thresholds must have one entry per layer ({model.n_layers}), "
+                         f"got {len(thresholds)}")
+
+
 def _numpy_threshold(v: np.ndarray, beta: np.ndarray, kind: str) -> np.ndarray:
     """Plain NumPy oracle of the three thresholds (``beta`` broadcastable against ``v``)."""
     zero = np.zeros((), v.dtype)
@@ -162,8 +171,10 @@ def layered_thresholding(model: MLCSC, y, thresholds: Sequence, kind: str = "har
         :math:`\beta_i` per layer: a scalar or a per-channel array of shape
         ``(m_i,) + (1,) * d`` (``d`` = spatial dimension).
     kind : {"hard", "soft", "relu"}
-    engine : {"auto", "numpy", "cpu"}
-        Engine of the analysis operators and the thresholds.
+    engine : {"auto", "numpy", "cpu", "cuda"}
+        Engine of the analysis operators and the thresholds. ``"cuda"`` runs one fused
+        analysis-threshold kernel per layer (:mod:`mlverify.pursuits._device`) and also takes a
+        device array ``y`` (the codes then stay on the device).
 
     Returns
     -------
@@ -173,13 +184,13 @@ def layered_thresholding(model: MLCSC, y, thresholds: Sequence, kind: str = "har
     if not isinstance(model, MLCSC):
         raise TypeError(f"model must be an MLCSC, got {type(model).__name__}")
     kind = _check_kind(kind)
-    engine = check_engine(engine)
+    engine = check_engine(engine, ENGINES)
+    if engine == "cuda":
+        from ._device import layered_thresholding as on_device
+
+        return on_device(model, y, thresholds, kind)
     y = check_signal(model[0], "y", y)
-    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
-        raise TypeError("thresholds must be a sequence with one threshold per layer")
-    if len(thresholds) != model.n_layers:
-        raise ValueError(f"thresholds must have one entry per layer ({model.n_layers}), "
-                         f"got {len(thresholds)}")
+    _check_thresholds(model, thresholds)
     current = y
     codes = []
     for i, (layer, beta) in enumerate(zip(model.layers, thresholds, strict=True), start=1):
