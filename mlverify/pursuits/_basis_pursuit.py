@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from .._validate import check_engine, check_positive, check_positive_int
+from .._validate import ENGINES, check_engine, check_positive, check_positive_int
 from ..kernels import cpu
 from ._certificates import DualityGap, inner, relative_gap
 from ._checks import check_codes
@@ -77,8 +77,11 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
     solver : {"auto", "fista", "admm"}
         ``"fista"`` (and ``"auto"``): this module; ``"admm"``: the DFT-domain ADMM of
         :mod:`mlverify.pursuits._bp_admm`.
-    engine : {"auto", "numpy", "cpu"}
-        Engine of the operators and the prox.
+    engine : {"auto", "numpy", "cpu", "cuda"}
+        Engine of the operators and the prox. ``"cuda"`` (FISTA only) keeps the iterations on
+        the GPU (``y`` may be a device array; the codes come back in its array library) and
+        solves a batch as **independent** problems, each with its own momentum and stop
+        (:mod:`mlverify.pursuits._device`), where the CPU engines solve the batch jointly.
     x0 : ndarray, shape ``(..., m, *S)``, optional
         Initial codes (warm start), the dictionary's dtype; non-negative when ``nonneg``.
     check_every : int
@@ -111,6 +114,15 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
     Candès (2015), "Adaptive restart for accelerated gradient schemes"; Papyan, Sulam, Elad
     (2017), "Working locally thinking globally" (convolutional BP).
     """
+    if engine == "cuda":  # the device solver checks its arguments (y may be a device array)
+        check_engine(engine, ENGINES)
+        if solver == "admm" or callback is not None:
+            raise ValueError("engine='cuda' runs FISTA without a callback (solver='admm' and "
+                             "callback have no CUDA path)")
+        from ._device import basis_pursuit as on_device
+
+        return on_device(D, y, lam, nonneg=nonneg, tol=tol, max_iter=max_iter, x0=x0,
+                         check_every=check_every)
     certificate = DualityGap(D, y, lam, nonneg=nonneg, engine=engine)
     y = certificate.y
     lam = certificate.lam

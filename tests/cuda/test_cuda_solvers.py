@@ -143,9 +143,11 @@ def test_basis_pursuit_device_arrays_and_shortcuts():
     rng = np.random.default_rng(11)
     D = dictionary(rng, (2, 1, 3), np.float32)
     y = rng.standard_normal((2, 1, 8)).astype(np.float32)
-    result = _device.basis_pursuit(D, _cuda.to_device(y), 0.3, tol=1e-14, max_iter=10,
-                                   check_every=5)
+    result = basis_pursuit(D, _cuda.to_device(y), 0.3, tol=1e-14, max_iter=10, check_every=5,
+                           engine="cuda")  # the public dispatch
     assert _cuda.is_device_array(result.codes[0])
+    with pytest.raises(ValueError, match="no CUDA path"):
+        basis_pursuit(D, y, 0.3, solver="admm", engine="cuda")
     expected = basis_pursuit(D, y, 0.3, tol=1e-14, max_iter=10, check_every=5, engine="cpu")
     assert result.codes[0].shape == expected.codes[0].shape
     big = _device.basis_pursuit(D, y, 100.0)
