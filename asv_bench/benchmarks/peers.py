@@ -9,7 +9,7 @@ overhang is folded back for the synthesis, which the check in ``setup`` verifies
 import numba
 import numpy as np
 
-from mlverify import ConvDictionary
+from mlverify import ConvDictionary, basis_pursuit
 
 
 def _torch():
@@ -61,3 +61,39 @@ class TorchConv2D:
 
     def time_synthesize(self, dtype):
         self.synthesize()
+
+
+class SporcoCBPDN:
+    """10 ADMM iterations of SPORCO's ConvBPDN and of mlverify's on the same CBPDN problem
+    (SPORCO's kodim23 example, float32, same threads); skipped without sporco."""
+
+    timeout = 600
+    number = 1
+    repeat = (1, 3, 30.0)
+
+    def setup(self):
+        try:
+            import sporco.fft
+            from sporco.admm import cbpdn
+        except ImportError:
+            raise NotImplementedError("sporco is not installed (pip install '.[compare]')") \
+                from None
+        from mlverify.bench.cbpdn import load_problem
+
+        sporco.fft.pyfftw_threads = numba.get_num_threads()
+        self.cbpdn = cbpdn
+        self.problem = load_problem()
+        self.D = self.problem.dictionary
+        self.time_sporco_10_iterations()
+        self.time_mlverify_10_iterations()
+
+    def time_sporco_10_iterations(self):
+        options = self.cbpdn.ConvBPDN.Options({"Verbose": False, "MaxMainIter": 10,
+                                               "RelStopTol": 0.0, "FastSolve": True})
+        problem = self.problem
+        self.cbpdn.ConvBPDN(problem.filters_hwm, problem.signal, problem.lam, options,
+                            dimK=0).solve()
+
+    def time_mlverify_10_iterations(self):
+        basis_pursuit(self.D, self.problem.y, self.problem.lam, solver="admm", tol=1e-12,
+                      max_iter=10)

@@ -57,6 +57,8 @@ class BasisPursuit:
     params = (DTYPES, ["fista", "admm"])
     param_names = ["dtype", "solver"]
     timeout = 300
+    number = 1
+    repeat = (1, 3, 20.0)
 
     def setup(self, dtype, solver):
         problem = synthetic_problem(size=64, dtype=dtype)
@@ -84,6 +86,8 @@ class LayeredPursuits:
     params = DTYPES
     param_names = ["dtype"]
     timeout = 300
+    number = 1
+    repeat = (1, 3, 20.0)
 
     def setup(self, dtype):
         self.model, self.y, self.deepest = _two_layer(dtype)
