@@ -107,16 +107,23 @@ def woodbury_factor(gram: np.ndarray, rho: float, dtype) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(np.linalg.inv(shifted), 0, -1).astype(dtype))
 
 
-@njit(parallel=True, cache=True)
-def relaxed_update(x, z, u, w, alpha, keep, beta, low, block, sums):  # pragma: no cover - compiled
-    r"""Relaxed z/u-update on rows ``(R, P)``; ``z``, ``u`` updated in place, ``w = z - u``.
+@njit(inline="always", cache=True)
+def _relaxed(xv, zold, uv, alpha, keep, beta, low):  # pragma: no cover - compiled
+    """One element of the relaxed z/u-update: ``(z_new, u_new)``."""
+    relaxed = alpha * xv + keep * zold
+    v = relaxed + uv
+    clip = v if v < beta else beta
+    clip = clip if clip > low else low
+    znew = v - clip
+    return znew, uv + (relaxed - znew)
 
-    ``alpha``, ``keep = 1 - alpha``, ``beta`` and ``low`` are scalars of the working precision:
-    ``low = -beta`` gives the soft threshold, ``low = -inf`` the non-negative one. The threshold is
-    written branch-free as :math:`v - \mathrm{clip}(v, low, \beta)` (:math:`S_\beta` and
-    :math:`S^+_\beta` exactly, zeros are +0.0), which LLVM vectorises: about 5x faster than
-    the branching scalar :func:`mlverify.kernels._scalar.shrink` on this loop. Task ``t`` (row,
-    block of columns) writes ``sums[t]`` (see :data:`N_SUMS`, accumulated in float64).
+
+@njit(parallel=True, cache=True)
+def relaxed_step(x, z, u, w, alpha, keep, beta, low, block):  # pragma: no cover - compiled
+    r"""The relaxed z/u-update of :func:`relaxed_update` without the sums.
+
+    No reduction in the loop, so LLVM vectorises it (about 3× faster than the summing loop on
+    SPORCO's example); the solver calls it on the iterations that need no residuals.
     """
     rows, size = x.shape
     n_blocks = (size + block - 1) // block
@@ -124,22 +131,42 @@ def relaxed_update(x, z, u, w, alpha, keep, beta, low, block, sums):  # pragma: 
         r = task // n_blocks
         j0 = (task % n_blocks) * block
         j1 = min(size, j0 + block)
-        xr, zr, ur, wr = x[r], z[r], u[r], w[r]
+        # slices indexed from 0: no negative-index wrap-around, so the loop vectorises
+        xr, zr, ur, wr = x[r, j0:j1], z[r, j0:j1], u[r, j0:j1], w[r, j0:j1]
+        for j in range(j1 - j0):
+            znew, unew = _relaxed(xr[j], zr[j], ur[j], alpha, keep, beta, low)
+            zr[j] = znew
+            ur[j] = unew
+            wr[j] = znew - unew
+
+
+@njit(parallel=True, cache=True)
+def relaxed_update(x, z, u, w, alpha, keep, beta, low, block, sums):  # pragma: no cover - compiled
+    r"""Relaxed z/u-update on rows ``(R, P)``; ``z``, ``u`` updated in place, ``w = z - u``.
+
+    ``alpha``, ``keep = 1 - alpha``, ``beta`` and ``low`` are scalars of the working precision:
+    ``low = -beta`` gives the soft threshold, ``low = -inf`` the non-negative one. The threshold is
+    written branch-free as :math:`v - \mathrm{clip}(v, low, \beta)` (:math:`S_\beta` and
+    :math:`S^+_\beta` exactly, zeros are +0.0). Task ``t`` (row, block of columns) writes
+    ``sums[t]`` (see :data:`N_SUMS`, accumulated in float64, in order: the floating-point
+    reductions keep this loop scalar, hence :func:`relaxed_step` when no sums are needed).
+    """
+    rows, size = x.shape
+    n_blocks = (size + block - 1) // block
+    for task in prange(rows * n_blocks):
+        r = task // n_blocks
+        j0 = (task % n_blocks) * block
+        j1 = min(size, j0 + block)
+        xr, zr, ur, wr = x[r, j0:j1], z[r, j0:j1], u[r, j0:j1], w[r, j0:j1]
         s_primal = 0.0
         s_dual = 0.0
         s_x = 0.0
         s_z = 0.0
         s_u = 0.0
-        for j in range(j0, j1):
+        for j in range(j1 - j0):
             xv = xr[j]
             zold = zr[j]
-            relaxed = alpha * xv + keep * zold
-            uv = ur[j]
-            v = relaxed + uv
-            clip = v if v < beta else beta
-            clip = clip if clip > low else low
-            znew = v - clip
-            unew = uv + (relaxed - znew)
+            znew, unew = _relaxed(xv, zold, ur[j], alpha, keep, beta, low)
             zr[j] = znew
             ur[j] = unew
             wr[j] = znew - unew
@@ -157,8 +184,9 @@ def relaxed_update(x, z, u, w, alpha, keep, beta, low, block, sums):  # pragma: 
         sums[task, 4] = s_u
 
 
-def relaxed_update_reference(x, z, u, w, alpha, keep, beta, low, sums):
-    """NumPy oracle of :func:`relaxed_update` (explicit thresholds; ``sums`` gets one row)."""
+def relaxed_update_reference(x, z, u, w, alpha, keep, beta, low, sums=None):
+    """NumPy oracle of :func:`relaxed_update` (explicit thresholds; ``sums`` gets one row) and,
+    with ``sums=None``, of :func:`relaxed_step`."""
     zold = z.copy()
     relaxed = alpha * x + keep * zold
     v = relaxed + u
@@ -169,5 +197,7 @@ def relaxed_update_reference(x, z, u, w, alpha, keep, beta, low, sums):
     z += 0.0
     u += relaxed - z
     w[...] = z - u
+    if sums is None:
+        return
     for col, arr in enumerate((x - z, z - zold, x, z, u)):
         sums[0, col] = np.sum(arr.astype(np.float64) ** 2)

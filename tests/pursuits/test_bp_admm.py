@@ -92,6 +92,11 @@ def test_relaxed_update_matches_oracle(seed, rows, size, block, nonneg, dtype):
     assert not np.signbit(zz[zz == 0]).any()  # thresholds give +0.0
     if nonneg:
         assert (zz >= 0).all()
+    # the summing and the vectorised loops update identically
+    zs, us, ws = z.copy(), u.copy(), np.empty_like(z)
+    cpu_admm.relaxed_step(x, zs, us, ws, alpha, keep, beta, low, block)
+    for a, b in zip((zs, us, ws), out[0][:3], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 # ----------------------------------------------------------------------------- solutions
