@@ -169,7 +169,7 @@ def gap_terms(beta, codes, resid, y, diag, n_valid, nonneg, out):  # pragma: no 
 def lgcd_sweeps_reference(beta, codes, resid, filters, cross, inv_diag, lam, nonneg, n_valid,
                           periodic, seg_len, n_sweeps, updates):
     """NumPy oracle of :func:`lgcd_sweeps` (same arguments, same steps and tie-breaking)."""
-    m, width = beta.shape[1:]
+    width = beta.shape[2]
     n = filters.shape[2]
     zero = beta.dtype.type(0)
     for b in range(beta.shape[0]):

@@ -143,7 +143,7 @@ class DualityGap:
         self.support = None if support is None else self._check_support(support)
 
     def _check_support(self, support) -> np.ndarray:
-        """``support`` as a read-only bool array of shape ``(m, *S)``, flattened to ``(1, m·∏S)``."""
+        """``support`` (bool, shape ``(m, *S)``) checked and flattened to ``(1, m·∏S)``."""
         support = np.asarray(support)
         d = self.D.spatial_ndim
         expected = (self.D.n_atoms, *self.y.shape[self.y.ndim - d:])
