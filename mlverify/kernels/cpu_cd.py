@@ -40,6 +40,9 @@ from numba import njit, prange
 
 from ._scalar import relu, soft
 
+#: Factor applied to a signal's activity threshold ``eps`` after a sweep without any update.
+EPS_DECAY = 0.1
+
 
 def cross_correlations(filters: np.ndarray) -> np.ndarray:
     r"""``cross[k, j, s + n - 1]`` = :math:`\langle d_{j,q}, d_{k,q-s}\rangle`, float64.
@@ -73,31 +76,62 @@ def _update_beta(beta, cross_k, delta, q0, q1, first):  # pragma: no cover - com
             beta[j, q0 + i] -= delta * row[first + i]
 
 
+@njit(inline="always", cache=True)
+def _wake_range(active, q0, q1, seg_len):  # pragma: no cover - compiled
+    """Mark active the segments that hold a position of ``[q0, q1)`` (non-empty)."""
+    for i in range(q0 // seg_len, (q1 - 1) // seg_len + 1):
+        active[i] = 1
+
+
+@njit(inline="always", cache=True)
+def _wake(active, lo, hi, seg_len, periodic, n_valid):  # pragma: no cover - compiled
+    """Mark active the segments that hold a position of the window ``[lo, hi)`` (wrapped when
+    periodic, clipped to ``[0, n_valid)`` otherwise)."""
+    _wake_range(active, max(lo, 0), min(hi, n_valid), seg_len)
+    if periodic and lo < 0:
+        _wake_range(active, lo + n_valid, n_valid, seg_len)
+    if periodic and hi > n_valid:
+        _wake_range(active, 0, hi - n_valid, seg_len)
+
+
 @njit(cache=True)
-def _sweeps_one(beta, codes, resid, filters, cross, inv_diag, lam, nonneg, n_valid, periodic,
-                seg_len, n_sweeps):  # pragma: no cover - compiled
-    """``n_sweeps`` locally greedy sweeps on one signal (2-D views); returns the updates made."""
+def _sweeps_one(beta, codes, resid, filters, cross, inv_diag, norms, lam, nonneg, n_valid,
+                periodic, seg_len, n_sweeps, active, eps):  # pragma: no cover - compiled
+    """``n_sweeps`` sweeps on one signal (2-D views, ``eps`` a 1-element view); returns the
+    number of coordinate updates."""
     m, width = beta.shape
     channels, n = filters.shape[1], filters.shape[2]
     updates = 0
     for _ in range(n_sweeps):
-        for s0 in range(0, n_valid, seg_len):
+        moved = False
+        for i_seg in range(active.shape[0]):
+            if not active[i_seg]:
+                continue
+            s0 = i_seg * seg_len
             s1 = min(s0 + seg_len, n_valid)
-            best = abs(lam) * 0.0
+            best = 0.0
             bk, bt = -1, -1
-            bz = best
+            bz = beta[0, 0]
             for k in range(m):
                 scale = inv_diag[k]
+                row = abs(lam) * 0.0
+                rt = -1
+                rz = row
                 for t in range(s0, s1):
                     target = _shrink(beta[k, t], lam, nonneg) * scale
                     step = abs(target - codes[k, t])
-                    if step > best:
-                        best, bk, bt, bz = step, k, t, target
-            if bk < 0:
+                    if step > row:
+                        row, rt, rz = step, t, target
+                weighted = np.float64(row) * norms[k]
+                if weighted > best:
+                    best, bk, bt, bz = weighted, k, rt, rz
+            if best <= eps[0]:
+                active[i_seg] = 0
                 continue
             delta = bz - codes[bk, bt]
             codes[bk, bt] = bz
             updates += 1
+            moved = True
             kept = beta[bk, bt]
             # the window q in [lo, hi) around bt reads cross[bk, :, q - lo]
             lo, hi = bt - n + 1, bt + n
@@ -111,28 +145,35 @@ def _sweeps_one(beta, codes, resid, filters, cross, inv_diag, lam, nonneg, n_val
                 _update_beta(beta, cross[bk], delta, max(lo, 0), min(hi, n_valid),
                              max(lo, 0) - lo)
             beta[bk, bt] = kept
+            _wake(active, lo, hi, seg_len, periodic, n_valid)
             for c in range(channels):
                 for tau in range(n):
                     q = bt + tau
                     if q >= width:
                         q -= width
                     resid[c, q] -= delta * filters[bk, c, tau]
+        if not moved:  # every segment is eps-optimal: refine eps and wake them all
+            eps[0] *= EPS_DECAY
+            active[:] = 1
     return updates
 
 
 @njit(parallel=True, cache=True)
-def lgcd_sweeps(beta, codes, resid, filters, cross, inv_diag, lam, nonneg, n_valid, periodic,
-                seg_len, n_sweeps, updates):  # pragma: no cover - compiled
+def lgcd_sweeps(beta, codes, resid, filters, cross, inv_diag, norms, lam, nonneg, n_valid,
+                periodic, seg_len, n_sweeps, active, eps, updates):  # pragma: no cover - compiled
     """``n_sweeps`` locally greedy sweeps on every signal of the batch, in place.
 
     ``beta``, ``codes`` ``(B, m, N)``, ``resid`` ``(B, c, N)``, ``filters`` ``(m, c, n)``,
     ``cross`` ``(m, m, 2n - 1)`` (:func:`cross_correlations`), ``inv_diag`` ``(m,)``
-    (:math:`1/\\|d_k\\|^2`), all of the working dtype; ``updates[b]`` (int64) receives the number
-    of coordinate changes made on signal ``b``.
+    (:math:`1/\\|d_k\\|^2`) and ``lam`` in the working dtype; ``norms`` ``(m,)`` float64 atom
+    norms; ``active`` ``(B, ceil(n_valid / seg_len))`` uint8 segment flags and ``eps`` ``(B,)``
+    float64 thresholds (both updated); ``updates[b]`` (int64) receives the number of coordinate
+    changes made on signal ``b``.
     """
     for b in prange(beta.shape[0]):
-        updates[b] = _sweeps_one(beta[b], codes[b], resid[b], filters, cross, inv_diag, lam,
-                                 nonneg, n_valid, periodic, seg_len, n_sweeps)
+        updates[b] = _sweeps_one(beta[b], codes[b], resid[b], filters, cross, inv_diag, norms,
+                                 lam, nonneg, n_valid, periodic, seg_len, n_sweeps, active[b],
+                                 eps[b:b + 1])
 
 
 @njit(parallel=True, cache=True)
@@ -166,8 +207,8 @@ def gap_terms(beta, codes, resid, y, diag, n_valid, nonneg, out):  # pragma: no 
         out[b, 3] = corr
 
 
-def lgcd_sweeps_reference(beta, codes, resid, filters, cross, inv_diag, lam, nonneg, n_valid,
-                          periodic, seg_len, n_sweeps, updates):
+def lgcd_sweeps_reference(beta, codes, resid, filters, cross, inv_diag, norms, lam, nonneg,
+                          n_valid, periodic, seg_len, n_sweeps, active, eps, updates):
     """NumPy oracle of :func:`lgcd_sweeps` (same arguments, same steps and tie-breaking)."""
     width = beta.shape[2]
     n = filters.shape[2]
@@ -175,7 +216,11 @@ def lgcd_sweeps_reference(beta, codes, resid, filters, cross, inv_diag, lam, non
     for b in range(beta.shape[0]):
         count = 0
         for _ in range(n_sweeps):
-            for s0 in range(0, n_valid, seg_len):
+            moved = False
+            for i_seg in range(active.shape[1]):
+                if not active[b, i_seg]:
+                    continue
+                s0 = i_seg * seg_len
                 s1 = min(s0 + seg_len, n_valid)
                 window = beta[b, :, s0:s1]
                 if nonneg:
@@ -184,22 +229,30 @@ def lgcd_sweeps_reference(beta, codes, resid, filters, cross, inv_diag, lam, non
                     target = np.sign(window) * np.maximum(np.abs(window) - lam, zero)
                 target *= inv_diag[:, None]
                 step = np.abs(target - codes[b, :, s0:s1])
-                if step.max() <= 0:
+                rows = np.argmax(step, axis=1)
+                weighted = step[np.arange(step.shape[0]), rows].astype(np.float64) * norms
+                bk = int(np.argmax(weighted))
+                if weighted[bk] <= eps[b]:
+                    active[b, i_seg] = 0
                     continue
-                bk, i = np.unravel_index(np.argmax(step), step.shape)
-                bt = s0 + i
-                delta = target[bk, i] - codes[b, bk, bt]
-                codes[b, bk, bt] = target[bk, i]
+                bt = s0 + rows[bk]
+                delta = target[bk, rows[bk]] - codes[b, bk, bt]
+                codes[b, bk, bt] = target[bk, rows[bk]]
                 count += 1
+                moved = True
                 kept = beta[b, bk, bt]
                 q = np.arange(bt - n + 1, bt + n)
-                rows = cross[bk]
+                weights = cross[bk]
                 if not periodic:
                     keep = (q >= 0) & (q < n_valid)
-                    q, rows = q[keep], rows[:, keep]
-                beta[b][:, q % width] -= delta * rows
+                    q, weights = q[keep], weights[:, keep]
+                beta[b][:, q % width] -= delta * weights
                 beta[b, bk, bt] = kept
+                active[b, np.unique((q % n_valid) // seg_len)] = 1
                 resid[b][:, (bt + np.arange(n)) % width] -= delta * filters[bk]
+            if not moved:
+                eps[b] *= EPS_DECAY
+                active[b] = 1
         updates[b] = count
 
 

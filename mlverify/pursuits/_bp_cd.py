@@ -55,6 +55,10 @@ BOUNDARIES = ("periodic", "valid")
 SEGMENT_FACTOR = 1
 #: Sweeps between two estimates of the duality gap (each costs about one sweep).
 CHECK_PERIOD = 5
+#: Initial activity threshold of a signal, in units of its standard deviation (alphacsc's
+#: default ``tol``): a segment whose best step moves the reconstruction by at most
+#: ``eps`` (:math:`|\Delta\Gamma_k[t]|\,\|d_k\|`) is skipped until an update next to it.
+EPS_INIT = 1e-3
 
 
 class _State:
@@ -73,6 +77,11 @@ class _State:
         self.cross = cross.astype(D.dtype)
         self.diag = self.diag64.astype(D.dtype)
         self.inv_diag = (1.0 / self.diag64).astype(D.dtype)
+        self.norms = np.sqrt(self.diag64)
+        seg_len = max(1, round(SEGMENT_FACTOR * (2 * n - 1)))
+        self.seg_len = seg_len
+        self.active = np.ones((codes.shape[0], -(-n_valid // seg_len)), np.uint8)
+        self.eps = EPS_INIT * y.std(axis=(1, 2), dtype=np.float64)
         self.resync()
 
     def resync(self) -> None:
@@ -83,6 +92,7 @@ class _State:
         beta = d64.analyze(resid, engine=self.engine) + self.diag64[:, None] * codes64
         self.resid = resid.astype(self.D.dtype)
         self.beta = beta.astype(self.D.dtype)
+        self.active[:] = 1
 
 
 def bp_cd(
@@ -208,7 +218,6 @@ def _iterate(state: _State, certificate: DualityGap, tol: float, max_iter: int,
     D = state.D
     lam = certificate.lam
     lam_t = D.dtype.type(lam)
-    seg_len = SEGMENT_FACTOR * (2 * D.kernel_size[0] - 1)
     numpy = state.engine == "numpy"
     sweeps = cpu_cd.lgcd_sweeps_reference if numpy else cpu_cd.lgcd_sweeps
     terms_of = cpu_cd.gap_terms_reference if numpy else cpu_cd.gap_terms
@@ -258,7 +267,8 @@ def _iterate(state: _State, certificate: DualityGap, tol: float, max_iter: int,
         step = 1 if callback is not None else min(check_every - iteration % check_every,
                                                   max_iter - iteration)
         sweeps(state.beta, state.codes, state.resid, D.filters, state.cross, state.inv_diag,
-               lam_t, nonneg, state.n_valid, not valid, seg_len, step, counts)
+               state.norms, lam_t, nonneg, state.n_valid, not valid, state.seg_len, step,
+               state.active, state.eps, counts)
         iteration += step
         updates += int(counts.sum())
         if callback is not None and callback(iteration, codes_view()):
