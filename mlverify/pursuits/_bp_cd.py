@@ -224,37 +224,47 @@ def _iterate(state: _State, certificate: DualityGap, tol: float, max_iter: int,
     counts = np.zeros(state.codes.shape[0], np.int64)
     terms = np.zeros((state.codes.shape[0], 4))
     history: dict[str, list[float]] = {key: [] for key in (
-        "iteration", "objective", "dual", "relative_duality_gap", "kkt", "updates", "time")}
+        "iteration", "objective", "dual", "relative_duality_gap", "kkt", "updates", "time",
+        "certified")}
     updates = 0
+    best_dual = -math.inf  # the best certified lower bound of F_opt so far
     start = time.perf_counter()
 
     def codes_view() -> np.ndarray:
         return state.codes.reshape(shape)
 
-    def check(iteration: int) -> float:
-        values = certificate.certificates(codes_view())
-        if history["dual"] and history["dual"][-1] > values["dual"]:
-            values["dual"] = history["dual"][-1]  # every dual value is a lower bound of F_opt
-            values["rel_gap"] = relative_gap(values["primal"], values["dual"])
+    def record(iteration: int, values: dict[str, float]) -> float:
         for key, value in (("iteration", iteration), ("objective", values["primal"]),
                            ("dual", values["dual"]), ("relative_duality_gap", values["rel_gap"]),
                            ("kkt", values["kkt"]), ("updates", updates),
-                           ("time", time.perf_counter() - start)):
+                           ("time", time.perf_counter() - start),
+                           ("certified", values["certified"])):
             history[key].append(float(value))
         return values["rel_gap"]
 
-    def estimate() -> float:
+    def check(iteration: int) -> float:
+        nonlocal best_dual
+        values = certificate.certificates(codes_view())
+        best_dual = max(best_dual, values["dual"])
+        values["dual"] = best_dual
+        values["rel_gap"] = relative_gap(values["primal"], best_dual)
+        return record(iteration, values)
+
+    def estimate(iteration: int) -> float:
         terms_of(state.beta, state.codes, state.resid, state.y, state.diag, state.n_valid,
                  nonneg, terms)
         rr, yr, l1, corr = terms.T
         with np.errstate(divide="ignore", invalid="ignore"):
             s = np.clip(np.where(rr > 0, yr / rr, 0.0), 0.0,
                         np.where(corr > 0, lam / corr, np.inf))
-        dual = float(np.sum(np.where(rr > 0, s * yr - 0.5 * s * s * rr, 0.0)))
-        return relative_gap(float(0.5 * rr.sum() + lam * l1.sum()), dual)
+            dual = float(np.sum(np.where(rr > 0, s * yr - 0.5 * s * s * rr, 0.0)))
+        primal = float(0.5 * rr.sum() + lam * l1.sum())
+        return record(iteration, {"primal": primal, "dual": dual, "kkt": math.nan,
+                                  "rel_gap": relative_gap(primal, dual), "certified": False})
 
     def result(iteration: int, status: str, message: str) -> PursuitResult:
-        if not history["iteration"] or history["iteration"][-1] != iteration:
+        last_certified = bool(history["certified"]) and history["certified"][-1] == 1.0
+        if not last_certified or history["iteration"][-1] != iteration:
             check(iteration)
         return PursuitResult(
             codes=[codes_view().copy()], n_iter=iteration, converged=status == "converged",
@@ -276,7 +286,7 @@ def _iterate(state: _State, certificate: DualityGap, tol: float, max_iter: int,
                                                 f"{iteration}")
         if iteration % check_every and iteration < max_iter:
             continue
-        approx = estimate()
+        approx = estimate(iteration)
         if not np.isfinite(terms).all():
             return result(iteration, "non-finite", f"non-finite state at sweep {iteration}")
         if approx <= tol or iteration == max_iter:
