@@ -17,9 +17,11 @@ coordinate descent", ICML 2018; Kavukcuoglu et al. 2010 for greedy CD)
 so that the exact minimiser of the objective in the coordinate :math:`(k, t)` alone is
 :math:`\Gamma^\star_k[t] = S_\lambda(\beta_k[t]) / \|d_k\|^2` (:math:`S^+_\lambda` when
 non-negative). A *sweep* visits the segments ``[s, s + seg_len)`` of ``[0, n_valid)`` in order;
-in each it picks the coordinate with the largest :math:`|\Gamma^\star_k[t] - \Gamma_k[t]|`
-(locally greedy, first in (atom, position) order on ties), sets it to :math:`\Gamma^\star_k[t]`
-and updates :math:`\beta` locally through the atoms' cross-correlations,
+in each it picks the coordinate with the largest step
+:math:`|\Gamma^\star_k[t] - \Gamma_k[t]|\,\|d_k\|` (the change of the reconstruction; the
+plain step for unit atoms, as in alphacsc; first in (atom, position) order on ties), sets it to
+:math:`\Gamma^\star_k[t]` and updates :math:`\beta` locally through the atoms'
+cross-correlations,
 
 .. math::
 
@@ -27,8 +29,13 @@ and updates :math:`\beta` locally through the atoms' cross-correlations,
     \quad (|q - t| \le n - 1,\ (j, q) \ne (k, t)),
 
 (``cross[k, j, q - t + n - 1]``, :func:`cross_correlations`) and the residual
-:math:`r \mathrel{-}= \Delta\, d_{k,t}`. Every signal of the batch is an independent problem
-handled by one ``prange`` task that writes only its own rows (no races).
+:math:`r \mathrel{-}= \Delta\, d_{k,t}`.
+
+**Activity** (alphacsc's LGCD): a segment whose best step is at most the signal's threshold
+``eps`` is marked inactive and skipped until an update changes :math:`\beta` inside it; a sweep
+that changes nothing (every segment inactive) multiplies ``eps`` by :data:`EPS_DECAY` and
+reactivates all segments, so repeated sweeps keep converging. Every signal of the batch is an
+independent problem handled by one ``prange`` task that writes only its own rows (no races).
 
 Every kernel has a NumPy oracle (``*_reference``, same arguments) that runs the same steps.
 """
