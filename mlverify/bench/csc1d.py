@@ -18,8 +18,12 @@ the same function (checked numerically by :func:`objective_agreement`, both obje
 both solutions, float64).
 
 **Protocol.** Both contenders run in this process, on the same float64 data, with the same
-thread count (Numba's threads and, through threadpoolctl, the BLAS threads; alphacsc's LGCD is a
-single-threaded Python loop and runs with ``n_jobs=1``, i.e. in this process), JIT caches warm.
+thread count (Numba's threads and, through threadpoolctl, the BLAS threads), JIT caches warm.
+alphacsc's LGCD is a single-threaded Python loop (``n_jobs=1`` keeps it in this process; more
+jobs would fork worker processes), so the default is **one thread** for both, the like-for-like
+setting; ``threads=2`` lets mlverify sweep two signals at once (on a loaded machine the per-sweep
+parallel start-up, paid because the Recorder needs the codes after every sweep, can make that
+slower than one thread).
 Every gap is :math:`(F - F^\star)/F^\star` with :math:`F^\star` the certified dual value of a
 float64 solve of mlverify's LGCD to a relative duality gap of ``1e-9`` (:func:`certified_optimum`),
 so each measured gap is an upper bound of the true relative suboptimality.
@@ -218,7 +222,7 @@ def _threads(threads: int):
         cpu.set_thread_count(previous)
 
 
-def compare(quick: bool = False, threads: int | None = None, repeat: int | None = None,
+def compare(quick: bool = False, threads: int = 1, repeat: int | None = None,
             seed: int = 0) -> Comparison:
     """mlverify's LGCD against alphacsc's on :func:`problem` (see the module docstring).
 
@@ -227,8 +231,8 @@ def compare(quick: bool = False, threads: int | None = None, repeat: int | None 
     quick : bool
         One timed run per contender (instead of 3), alphacsc ``tol`` values 1e-2 and 1e-3 only,
         and an optimum certified to 1e-8 instead of 1e-9.
-    threads : int, optional
-        Threads for both (default: Numba's current setting).
+    threads : int
+        Numba and BLAS threads for both (default 1, see the module docstring).
     repeat : int, optional
         Timed runs per measurement (the best is kept); default 1 if ``quick`` else 3.
     seed : int
@@ -240,7 +244,6 @@ def compare(quick: bool = False, threads: int | None = None, repeat: int | None 
     except ImportError:
         return Comparison(name, title, "alphacsc", skipped="alphacsc not installed "
                                                            "(pip install 'mlverify[compare]')")
-    threads = cpu.thread_count() if threads is None else threads
     repeat = (1 if quick else 3) if repeat is None else repeat
     tols = (1e-2, 1e-3) if quick else ALPHACSC_TOLS
     prob = problem(seed)
