@@ -42,7 +42,7 @@ from ._checks import check_codes
 from ._result import PursuitResult
 from ._threshold import _threshold
 
-SOLVERS = ("auto", "fista", "admm")
+SOLVERS = ("auto", "fista", "admm", "cd")
 
 #: The objective at a check may exceed the reference ``max(F(x0), ½‖y‖²)`` by at most this
 #: factor before the run is declared diverged (FISTA with step 1/L never gets close to it).
@@ -74,9 +74,10 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
         Target relative duality gap, ``> 0``: at convergence :math:`F \le F_{opt}(1 + tol)`.
     max_iter : int
         Safety net on the number of iterations (status ``"max_iter"`` when reached).
-    solver : {"auto", "fista", "admm"}
+    solver : {"auto", "fista", "admm", "cd"}
         ``"fista"`` (and ``"auto"``): this module; ``"admm"``: the DFT-domain ADMM of
-        :mod:`mlverify.pursuits._bp_admm`.
+        :mod:`mlverify.pursuits._bp_admm`; ``"cd"``: locally greedy coordinate descent
+        (1-D dictionaries, :mod:`mlverify.pursuits._bp_cd`).
     engine : {"auto", "numpy", "cpu", "cuda"}
         Engine of the operators and the prox. ``"cuda"`` (FISTA only) keeps the iterations on
         the GPU (``y`` may be a device array; the codes come back in its array library) and
@@ -143,6 +144,11 @@ def basis_pursuit(D, y, lam, nonneg: bool = False, tol: float = 1e-4, max_iter: 
 
         return bp_admm(D, y, lam, nonneg=nonneg, tol=tol, max_iter=max_iter, engine=engine,
                        x0=x0, check_every=check_every, callback=callback)
+    if solver == "cd":
+        from ._bp_cd import bp_cd
+
+        return bp_cd(D, y, lam, nonneg=nonneg, tol=tol, max_iter=max_iter, engine=engine,
+                     x0=x0, check_every=check_every, callback=callback)
     if y.size == 0 or lam >= certificate.lam_max:
         zeros = np.zeros((*y.shape[: -D.spatial_ndim - 1], D.n_atoms, *y.shape[-D.spatial_ndim:]),
                          D.dtype)

@@ -41,6 +41,13 @@ are independent problems; the objective is their sum (a separable problem), the 
 scaled per batch element (each element's dual is feasible on its own), and the relative gap is
 that of the sums.
 
+**Restricted support.** With a boolean ``support`` of shape ``(m, *S)`` the codes are constrained
+to vanish outside it (the problem over the columns :math:`D_\Omega`); the dual constraint then
+only involves the correlations on the support, :math:`\|(D^T\nu)_\Omega\|_\infty \le \lambda`,
+and codes that are non-zero outside it are infeasible (primal ``inf``). Zero-padding the last
+:math:`n - 1` positions of every code turns the periodic model into the non-periodic ("valid")
+one of alphacsc: :math:`D\Gamma` is then the full linear convolution, without wrap-around.
+
 When the dual value is zero (``y = 0``, or :math:`\lambda = 0` with ``y`` in the range of
 :math:`D`), :math:`F_{opt} = 0` and no relative certificate exists: the gap is ``0`` if the primal
 is zero too and ``inf`` otherwise.
@@ -115,10 +122,12 @@ class DualityGap:
         Non-negative variant (:math:`\Gamma \ge 0`).
     engine : {"auto", "numpy", "cpu"}
         Engine of the operators.
+    support : ndarray of bool, shape ``(m, *S)``, optional
+        Coordinates the codes may use (the same for every batch element); ``None``: all.
     """
 
     def __init__(self, D: ConvDictionary, y, lam, *, nonneg: bool = False,
-                 engine: str = "cpu") -> None:
+                 engine: str = "cpu", support=None) -> None:
         self.D = check_dictionary("D", D)
         self.y = check_signal(D, "y", y)
         self.lam = check_nonnegative("lam", lam)
@@ -132,11 +141,38 @@ class DualityGap:
         atom_l1 = np.abs(self._d64.filters).reshape(D.n_atoms, -1).sum(axis=1).max()
         self._rounding = 1.01 * gamma * float(atom_l1)
         self._yflat = self._flat(self._y64)
+        self.support = None if support is None else self._check_support(support)
+
+    def _check_support(self, support) -> np.ndarray:
+        """``support`` (bool, shape ``(m, *S)``) checked and flattened to ``(1, m·∏S)``."""
+        support = np.asarray(support)
+        d = self.D.spatial_ndim
+        expected = (self.D.n_atoms, *self.y.shape[self.y.ndim - d:])
+        if support.dtype != np.bool_:
+            raise TypeError(f"support must be a bool array, got dtype {support.dtype}")
+        if support.shape != expected:
+            raise ValueError(f"support must have shape {expected} (atoms, spatial of the "
+                             f"signal), got {support.shape}")
+        return support.reshape(1, -1)
+
+    def _on_support(self, flat: np.ndarray) -> np.ndarray:
+        """``flat`` (``(batch, m·∏S)``) with the coordinates off the support set to 0."""
+        if self.support is None or flat.size == 0:
+            return flat
+        return np.where(self.support, flat, 0.0)
+
+    def _feasible(self, flat_codes: np.ndarray) -> bool:
+        """Sign constraint and support constraint of flattened float64 codes."""
+        if self.nonneg and bool((flat_codes < 0).any()):
+            return False
+        if self.support is None or flat_codes.size == 0:
+            return True
+        return not bool((flat_codes[:, ~self.support[0]] != 0).any())
 
     @functools.cached_property
     def _dty(self) -> np.ndarray:
-        """:math:`D^Ty` in float64, ``(batch, m·∏S)`` (computed on first use)."""
-        return self._flat(self._d64.analyze(self._y64, engine=self.engine))
+        """:math:`D^Ty` in float64, ``(batch, m·∏S)``, 0 off the support (computed on first use)."""
+        return self._on_support(self._flat(self._d64.analyze(self._y64, engine=self.engine)))
 
     def _flat(self, array: np.ndarray) -> np.ndarray:
         """``(batch, everything else)``; an empty batch gives an empty ``(0, 0)`` array."""
@@ -146,7 +182,8 @@ class DualityGap:
     def lam_max(self) -> float:
         r""":math:`\lambda_{max}`: :math:`\Gamma = 0` is optimal iff :math:`\lambda \ge` it.
 
-        :math:`\max_b \|D^Ty_b\|_\infty` (:math:`\max(0, \max_j (D^Ty)_j)` when non-negative).
+        :math:`\max_b \|D^Ty_b\|_\infty` (:math:`\max(0, \max_j (D^Ty)_j)` when non-negative),
+        over the support when one is given.
         """
         if self._dty.size == 0:
             return 0.0
@@ -171,6 +208,7 @@ class DualityGap:
 
     def _ray_dual(self, r: np.ndarray, dtr: np.ndarray) -> np.ndarray:
         """Best dual value per batch element on the ray ``s·r``, ``s >= 0`` feasible."""
+        dtr = self._on_support(dtr)
         corr = dtr.max(axis=1) if self.nonneg else np.abs(dtr).max(axis=1)
         bound = corr + self._rounding * np.abs(r).max(axis=1)
         norm2 = np.einsum("bi,bi->b", r, r)
@@ -219,7 +257,7 @@ class DualityGap:
              dty: np.ndarray | None = None) -> dict:
         """Primal, dual and relative gap from the residual and its analysis (flat per batch);
         ``dty`` replaces the certified :math:`D^Ty` (estimates)."""
-        if self.nonneg and bool((flat_codes < 0).any()):
+        if not self._feasible(flat_codes):
             primal = math.inf
         else:
             primal = 0.5 * float(np.einsum("bi,bi->", rflat, rflat)) + self.lam * float(
@@ -245,7 +283,8 @@ class DualityGap:
     def _kkt_distances(self, codes64: np.ndarray, g: np.ndarray) -> np.ndarray:
         lam = self.lam
         off_dist = np.maximum(g - lam, 0.0) if self.nonneg else np.maximum(np.abs(g) - lam, 0.0)
-        return np.where(codes64 != 0, np.abs(g - lam * np.sign(codes64)), off_dist)
+        dist = np.where(codes64 != 0, np.abs(g - lam * np.sign(codes64)), off_dist)
+        return self._on_support(self._flat(dist)).reshape(codes64.shape)
 
     def _kkt(self, codes64: np.ndarray, g: np.ndarray) -> float:
         dist = self._kkt_distances(codes64, g)
@@ -280,9 +319,10 @@ class DualityGap:
         return c["primal"], c["dual"], c["rel_gap"]
 
     def objective(self, codes) -> float:
-        r""":math:`F(\Gamma)` summed over the batch (``inf`` for negative codes if non-negative)."""
+        r""":math:`F(\Gamma)` summed over the batch (``inf`` for infeasible codes: negative ones
+        if non-negative, non-zero ones off the support)."""
         codes64 = self._codes64(codes)
-        if self.nonneg and (codes64 < 0).any():
+        if not self._feasible(self._flat(codes64)):
             return math.inf
         r = self._residual(codes64)
         return 0.5 * inner(r, r) + self.lam * float(np.abs(codes64).sum())
@@ -293,10 +333,11 @@ class DualityGap:
         Per coordinate, with :math:`g = D^T(y - D\Gamma)`: :math:`|g_j - \lambda\,\mathrm{sign}
         (\Gamma_j)|` on the support and :math:`\max(|g_j| - \lambda, 0)` off it; non-negative:
         :math:`|g_j - \lambda|` on the support, :math:`\max(g_j - \lambda, 0)` at zero and
-        ``inf`` if any :math:`\Gamma_j < 0` (infeasible).
+        ``inf`` if any :math:`\Gamma_j < 0` (infeasible). Coordinates outside a given
+        ``support`` count 0 (``inf`` if non-zero there).
         """
         codes64 = self._codes64(codes)
-        if self.nonneg and (codes64 < 0).any():
+        if not self._feasible(self._flat(codes64)):
             return math.inf
         return self._kkt(codes64, self._d64.analyze(self._residual(codes64), engine=self.engine))
 
