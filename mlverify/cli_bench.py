@@ -27,7 +27,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     bench.add_argument("--list", action="store_true", help="list the comparisons and exit")
     bench.add_argument("--quick", action="store_true", help="shorter variants (smoke test)")
     bench.add_argument("--threads", type=int, default=None,
-                       help="threads for every contender (default: Numba's count)")
+                       help="threads for every contender (default: Numba's count; 1 for "
+                       "csc1d, whose peer is single-threaded)")
     bench.add_argument("--out", metavar="DIR", default="reports",
                        help="directory of the report files (default: reports)")
     bench.set_defaults(run=_cmd_bench, parser=bench)

@@ -33,7 +33,8 @@ def run(names: list[str], quick: bool = False, threads: int | None = None,
     for name in names:
         announce(name)
         module = importlib.import_module(COMPARISONS[name][0])
-        results.append(module.compare(quick=quick, threads=threads))
+        options = {} if threads is None else {"threads": threads}  # else each one's default
+        results.append(module.compare(quick=quick, **options))
     return results
 
 
