@@ -56,6 +56,7 @@ import scipy.fft
 
 from .._validate import check_engine, check_nonnegative, check_positive_int
 from ..kernels import cpu, cpu_admm
+from ..kernels.fft import RealDFT
 from ._certificates import DualityGap
 from ._checks import check_codes, check_dictionary, check_signal
 from ._result import PursuitResult
@@ -125,6 +126,10 @@ class _ADMM:
             self._step = functools.partial(cpu_admm.relaxed_step, block=ublock)
             self.sums = np.zeros((rows * -(-size // ublock), cpu_admm.N_SUMS))
         self.flat = (rows, size)
+        # The iteration's transforms on arrays they own (FFTW plans when large, see RealDFT);
+        # the NumPy oracle engine stays on scipy.fft.
+        self.dft = RealDFT(shape, self.dtype, d, self.workers,
+                           fftw=False if engine == "numpy" else None)
 
         self.set_rho(50.0 * lam + 1.0 if rho is None else rho)
         if x0 is None:
@@ -137,7 +142,8 @@ class _ADMM:
             model = np.einsum("cmk,bmk->bck", self.spectra, x_hat)
             back = self.rhs0 - np.einsum("cmk,bck->bmk", np.conj(self.spectra), model)
             self.u = self._ifft(back * self.inv_rho)
-        self.w = self.z - self.u
+        self.w = self.dft.real_in  # the forward transform's input: w = z - u
+        np.subtract(self.z, self.u, out=self.w)
         self.relax = self.dtype.type(RELAX)
         self.keep = self.dtype.type(1.0 - RELAX)
 
@@ -167,9 +173,9 @@ class _ADMM:
     def step(self, with_sums: bool = True) -> np.ndarray | None:
         """One ADMM iteration; the sums of :data:`cpu_admm.N_SUMS` (float64) when asked for
         (the update loop without them is vectorised and about 3× faster), else ``None``."""
-        w_hat = self._fft(self.w)
-        self._solve(self.spectra, self.kinv, self.rhs, w_hat)
-        x = self._ifft(w_hat)
+        w_hat = self.dft.forward()
+        self._solve(self.spectra, self.kinv, self.rhs, w_hat.reshape(self.rhs.shape))
+        x = self.dft.backward()
         rows = self.flat
         arrays = (x.reshape(rows), self.z.reshape(rows), self.u.reshape(rows),
                   self.w.reshape(rows), self.relax, self.keep, self.beta, self.low)

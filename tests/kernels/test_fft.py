@@ -53,3 +53,41 @@ def test_spectral_adjoint_large_filters(dtype):
     tol = 1e-3 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(op.analyze(v), D.analyze(v), rtol=tol, atol=tol * 10)
     np.testing.assert_allclose(op.synthesize(x), D.synthesize(x), rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 10, 12), (3, 2, 17)])
+def test_real_dft_fftw_equals_scipy(shape, dtype):
+    """FFTW plans and scipy.fft: the same forward and (normalised) backward transforms."""
+    pytest.importorskip("pyfftw")
+    from mlverify.kernels.fft import RealDFT
+
+    ndim = len(shape) - 2
+    signal = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    results = []
+    for fftw in (True, False):
+        dft = RealDFT(shape, dtype, ndim, workers=2, fftw=fftw)
+        assert dft.fftw is fftw
+        dft.real_in[...] = signal
+        spectrum = dft.forward().copy()
+        back = dft.backward()
+        results.append((spectrum, back.copy()))
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(back, signal, rtol=tol, atol=tol)
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-4)
+
+
+def test_admm_iterates_with_fftw_plans(monkeypatch):
+    """The ADMM on FFTW plans (forced on a small problem) equals the scipy.fft run."""
+    pytest.importorskip("pyfftw")
+    from mlverify import basis_pursuit
+    from mlverify.kernels import fft
+
+    rng = np.random.default_rng(4)
+    D = ConvDictionary(rng.standard_normal((3, 1, 4, 4))).normalized()
+    y = rng.standard_normal((1, 20, 18))
+    reference = basis_pursuit(D, y, 0.1, solver="admm", tol=1e-9)
+    monkeypatch.setattr(fft, "FFTW_SIZE", 0)
+    planned = basis_pursuit(D, y, 0.1, solver="admm", tol=1e-9)
+    assert planned.converged and planned.n_iter == pytest.approx(reference.n_iter, abs=10)
+    np.testing.assert_allclose(planned.codes[0], reference.codes[0], atol=1e-6)
