@@ -64,8 +64,7 @@ def pixel_nonzeros(src):  # pragma: no cover - compiled
         for i in range(n_in):
             line = src[b, i, y]
             for x in range(width):
-                if line[x] != 0.0:
-                    counts[x] += 1
+                counts[x] += line[x] != 0.0  # branch-free: vectorised
     for p in range(n_rows * width):
         offsets[p + 1] += offsets[p]
     channels = np.empty(offsets[n_rows * width], dtype=np.int32)

@@ -8,15 +8,12 @@ import scipy.fft
 from .._validate import ENGINES, as_float_array, check_engine, check_finite, window_shape
 from ..kernels import cpu, cpu_sparse, reference
 
-#: Densities (non-zeros / coefficients) at or below which ``method="auto"`` synthesises through
-#: the sparse-aware kernel. Chosen from the asv ``SynthesizeDensity`` benchmark on 2 cores.
-SPARSE_DENSITY = 0.05
-
-#: Input density at which the sparse-input correlation (:mod:`mlverify.kernels.cpu_sparse`) costs
-#: as much as the dense one: a sparse multiply-add costs ``1 / SPARSE_ANALYSIS_DENSITY`` dense
-#: ones. ``method="auto"`` of :meth:`ConvDictionary.analyze` and :meth:`ConvDictionary.normal`
-#: compares costs with it. Measured with the asv ``SparseAnalysis`` benchmark on 2 cores.
-SPARSE_ANALYSIS_DENSITY = 0.3
+#: Input density (non-zeros / entries) at or below which ``method="auto"`` synthesises and
+#: analyses through the sparse-input kernel (:mod:`mlverify.kernels.cpu_sparse`): about where it
+#: costs as much as the dense one, so a sparse multiply-add costs ``1 / SPARSE_DENSITY`` dense
+#: ones (the cost model of :meth:`ConvDictionary.normal`). From the asv ``SparseAnalysis`` and
+#: ``SynthesizeDensity`` benchmarks on 2 cores.
+SPARSE_DENSITY = 0.3
 
 
 def _cuda_kernels():
@@ -193,8 +190,9 @@ class ConvDictionary:
             ``"cuda"`` the CUDA kernel, which also takes a device array
             (``__cuda_array_interface__``) and returns one, without host copies.
         method : {"auto", "dense", "sparse"}
-            CPU kernel: ``"sparse"`` touches only the non-zeros of ``codes``; ``"auto"`` uses it
-            when the density is at most :data:`SPARSE_DENSITY`. All give the same result. The CUDA
+            CPU kernel: ``"sparse"`` touches only the non-zeros of ``codes``
+            (:func:`mlverify.kernels.cpu_sparse.correlate_sparse`); ``"auto"`` uses it when the
+            density is at most :data:`SPARSE_DENSITY`. All give the same result. The CUDA
             engine always runs the dense kernel.
         """
         engine = check_engine(engine, ENGINES)
@@ -209,18 +207,13 @@ class ConvDictionary:
         return _restore(out.reshape(batch + (self.n_channels,) + spatial), codes, engine)
 
     def _synthesize_cpu(self, codes4: np.ndarray, method: str) -> np.ndarray:
+        if method == "sparse" or (
+            method == "auto" and np.count_nonzero(codes4) <= SPARSE_DENSITY * codes4.size
+        ):
+            return self._correlate_sparse(codes4, self._synthesis_taps_t, 0,
+                                          1 - self._f4.shape[3], row_sign=-1)
         out = np.empty((codes4.shape[0], self.n_channels) + codes4.shape[2:], self.dtype)
-        taps = self._f4[0].size  # multiply-adds per coefficient
-        counts = None
-        if method != "dense":
-            with cpu.threads_for(codes4.size):
-                counts = cpu.row_nonzeros(codes4)
-            nonzeros = int(counts.sum())
-            if method == "sparse" or nonzeros <= SPARSE_DENSITY * codes4.size:
-                with cpu.threads_for(nonzeros * taps + out.size):
-                    cpu.synthesize_sparse(codes4, self._f4, counts, out)
-                return out
-        with cpu.threads_for(codes4.size * taps):
+        with cpu.threads_for(codes4.size * self._f4[0].size):
             offset = 1 - self._f4.shape[3]
             cpu.correlate(codes4, self._synthesis_taps, out, -1, offset, cpu.block_width(out))
         return out
@@ -239,7 +232,7 @@ class ConvDictionary:
             CPU kernel: ``"sparse"`` touches only the non-zeros of ``signal``
             (:func:`mlverify.kernels.cpu_sparse.correlate_sparse`, for the sparse output of a
             ReLU layer); ``"auto"`` uses it when the density is at most
-            :data:`SPARSE_ANALYSIS_DENSITY`. All give the same result up to rounding. The CUDA
+            :data:`SPARSE_DENSITY`. All give the same result up to rounding. The CUDA
             engine always runs the dense kernel.
         """
         engine = check_engine(engine, ENGINES)
@@ -251,7 +244,7 @@ class ConvDictionary:
             out = _cuda_kernels().analyze(signal4, self._f4)
         elif method == "sparse" or (
             method == "auto"
-            and np.count_nonzero(signal4) <= SPARSE_ANALYSIS_DENSITY * signal4.size
+            and np.count_nonzero(signal4) <= SPARSE_DENSITY * signal4.size
         ):
             out = self._correlate_sparse(signal4, self._analysis_taps_t, 0, 0)
         else:
@@ -280,7 +273,7 @@ class ConvDictionary:
             ``"dense"``: synthesis then analysis; ``"sparse"``: one correlation of the non-zeros
             of ``codes`` with the Gram taps (:func:`mlverify.kernels.cpu_sparse.correlate_sparse`,
             Gram rounded to the dtype); ``"auto"``: the cheaper by the cost model of
-            :data:`SPARSE_ANALYSIS_DENSITY`.
+            :data:`SPARSE_DENSITY`.
         """
         engine = check_engine(engine)
         _check_method(method)
@@ -290,7 +283,7 @@ class ConvDictionary:
         elif method == "sparse" or (
             method == "auto"
             and self.normal_work(np.count_nonzero(codes4))
-            <= SPARSE_ANALYSIS_DENSITY * 2 * codes4.size * self._f4[0].size
+            <= SPARSE_DENSITY * 2 * codes4.size * self._f4[0].size
         ):
             n1, n2 = self._f4.shape[2:]
             out = self._correlate_sparse(codes4, self.normal_taps(), 1 - n1, 1 - n2)
