@@ -412,7 +412,8 @@ class ConvDictionary:
         the zero shift and ``G[f, g, -1]`` the shift ``-1``). Computed in float64.
         """
         atoms = self.normalized()._f4.astype(np.float64)
-        return _gram(atoms).reshape((self.n_atoms,) * 2 + tuple(2 * n - 1 for n in self.kernel_size))
+        shape = (self.n_atoms,) * 2 + tuple(2 * n - 1 for n in self.kernel_size)
+        return _gram(atoms).reshape(shape)
 
     def compose(self, other: ConvDictionary) -> ConvDictionary:
         r"""Filters of the effective dictionary ``self · other`` (THEORY.md §1).
