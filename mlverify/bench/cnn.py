@@ -111,7 +111,7 @@ class Torch:
     def __init__(self, torch, net: MLCSC) -> None:
         self.torch = torch
         self.functional = torch.nn.functional
-        self.weights = [torch.from_numpy(np.ascontiguousarray(layer.filters))
+        self.weights = [torch.from_numpy(np.array(layer.filters))  # a writable copy
                         for layer in net.layers]
 
     def analyze(self, i: int, x, bias=None):

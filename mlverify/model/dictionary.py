@@ -13,7 +13,7 @@ from ..kernels import cpu, cpu_sparse, reference
 #: costs as much as the dense one, so a sparse multiply-add costs ``1 / SPARSE_DENSITY`` dense
 #: ones (the cost model of :meth:`ConvDictionary.normal`). From the asv ``SparseAnalysis`` and
 #: ``SynthesizeDensity`` benchmarks on 2 cores.
-SPARSE_DENSITY = 0.3
+SPARSE_DENSITY = 0.4
 
 
 def _cuda_kernels():
