@@ -239,8 +239,8 @@ def compare(quick: bool = False, threads: int | None = None) -> Comparison:
             for densities in points:
                 result = _point(torch, peer, net, y, densities, repeat)
                 standard = densities == STANDARD
-                where = "" if standard else (f" (sweep: ρ1={densities[0]:.0%}, "
-                                             f"ρ2={densities[1]:.0%})")
+                where = "" if standard else (f" (sweep: ρ1={densities[0]:.1%}, "
+                                             f"ρ2={densities[1]:.1%})")
                 metrics.append(Metric(f"forward pass, {label}{where}", *result["forward"],
                                       goal=FORWARD_GOAL if standard else None))
                 metrics.append(Metric(f"ML-ISTA iteration, {label}{where}",
@@ -249,7 +249,7 @@ def compare(quick: bool = False, threads: int | None = None) -> Comparison:
                 forward = ", ".join(f"{d:.1%}" for d in result["forward_densities"])
                 inner = ", ".join(f"{d:.1%}" for d in result["ml_ista_densities"])
                 notes.append(
-                    f"{label}, target densities {densities[0]:.0%}/{densities[1]:.0%}: forward "
+                    f"{label}, target densities {densities[0]:.1%}/{densities[1]:.1%}: forward "
                     f"pass code densities {forward}; ML-ISTA iteration densities (γ1, γ) {inner} "
                     f"after {SETTLE} iterations from zero; thresholds "
                     f"{', '.join(f'{b:.4g}' for b in result['betas'])}"

@@ -207,15 +207,39 @@ class ConvDictionary:
         return _restore(out.reshape(batch + (self.n_channels,) + spatial), codes, engine)
 
     def _synthesize_cpu(self, codes4: np.ndarray, method: str) -> np.ndarray:
-        if method == "sparse" or (
-            method == "auto" and np.count_nonzero(codes4) <= SPARSE_DENSITY * codes4.size
-        ):
-            return self._correlate_sparse(codes4, self._synthesis_taps_t, 0,
+        def sparse(codes):
+            return self._correlate_sparse(codes, self._synthesis_taps_t, 0,
                                           1 - self._f4.shape[3], row_sign=-1)
+
+        return self._choose(codes4, method, SPARSE_DENSITY, sparse, self._dense_synthesize)
+
+    def _dense_synthesize(self, codes4: np.ndarray) -> np.ndarray:
         out = np.empty((codes4.shape[0], self.n_channels) + codes4.shape[2:], self.dtype)
         with cpu.threads_for(codes4.size * self._f4[0].size):
             offset = 1 - self._f4.shape[3]
             cpu.correlate(codes4, self._synthesis_taps, out, -1, offset, cpu.block_width(out))
+        return out
+
+    def _dense_analyze(self, signal4: np.ndarray) -> np.ndarray:
+        out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
+        with cpu.threads_for(out.size * self._f4[0].size):
+            cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out))
+        return out
+
+    @staticmethod
+    def _choose(array4, method: str, density: float, sparse, dense) -> np.ndarray:
+        """``sparse(array4)`` or ``dense(array4)``; ``"auto"`` chooses per problem (batch
+        element): sparse when its density is at most ``density``. A problem's result therefore
+        never depends on the rest of the batch (each kernel sums in a fixed order)."""
+        if method != "auto" or array4.shape[0] == 0:
+            return sparse(array4) if method == "sparse" else dense(array4)
+        flat = array4.reshape(array4.shape[0], -1)
+        chosen = np.count_nonzero(flat, axis=1) <= density * flat.shape[1]
+        if chosen.all() or not chosen.any():
+            return sparse(array4) if chosen.all() else dense(array4)
+        parts = sparse(array4[chosen]), dense(array4[~chosen])
+        out = np.empty((array4.shape[0],) + parts[0].shape[1:], parts[0].dtype)
+        out[chosen], out[~chosen] = parts
         return out
 
     def analyze(self, signal, *, engine: str = "auto", method: str = "auto") -> np.ndarray:
@@ -242,15 +266,11 @@ class ConvDictionary:
             out = reference.analyze(signal4, self._f4)
         elif engine == "cuda":
             out = _cuda_kernels().analyze(signal4, self._f4)
-        elif method == "sparse" or (
-            method == "auto"
-            and np.count_nonzero(signal4) <= SPARSE_DENSITY * signal4.size
-        ):
-            out = self._correlate_sparse(signal4, self._analysis_taps_t, 0, 0)
         else:
-            out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
-            with cpu.threads_for(out.size * self._f4[0].size):
-                cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out))
+            def sparse(signal):
+                return self._correlate_sparse(signal, self._analysis_taps_t, 0, 0)
+
+            out = self._choose(signal4, method, SPARSE_DENSITY, sparse, self._dense_analyze)
         return _restore(out.reshape(batch + (self.n_atoms,) + spatial), signal, engine)
 
     def normal(self, codes, *, engine: str = "auto", method: str = "auto") -> np.ndarray:
@@ -280,15 +300,18 @@ class ConvDictionary:
         batch, spatial, codes4 = self._canonical("codes", codes, self.n_atoms, engine)
         if engine == "numpy":
             out = reference.analyze(reference.synthesize(codes4, self._f4), self._f4)
-        elif method == "sparse" or (
-            method == "auto"
-            and self.normal_work(np.count_nonzero(codes4))
-            <= SPARSE_DENSITY * 2 * codes4.size * self._f4[0].size
-        ):
-            n1, n2 = self._f4.shape[2:]
-            out = self._correlate_sparse(codes4, self.normal_taps(), 1 - n1, 1 - n2)
         else:
-            return self.analyze(self.synthesize(codes, method="dense"), method="dense")
+            n1, n2 = self._f4.shape[2:]
+
+            def sparse(codes):
+                return self._correlate_sparse(codes, self.normal_taps(), 1 - n1, 1 - n2)
+
+            def dense(codes):
+                return self._dense_analyze(self._dense_synthesize(codes))
+
+            # normal_work(nnz) <= SPARSE_DENSITY x the multiply-adds of the two dense passes
+            density = SPARSE_DENSITY * 2 * self._f4[0].size / self.normal_work(1)
+            out = self._choose(codes4, method, density, sparse, dense)
         return out.reshape(batch + (self.n_atoms,) + spatial)
 
     def normal_work(self, nonzeros: int) -> int:
