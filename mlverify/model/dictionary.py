@@ -6,11 +6,14 @@ import numpy as np
 import scipy.fft
 
 from .._validate import ENGINES, as_float_array, check_engine, check_finite, window_shape
-from ..kernels import cpu, reference
+from ..kernels import cpu, cpu_sparse, reference
 
-#: Densities (non-zeros / coefficients) at or below which ``method="auto"`` synthesises through
-#: the sparse-aware kernel. Chosen from the asv ``SynthesizeDensity`` benchmark on 2 cores.
-SPARSE_DENSITY = 0.05
+#: Input density (non-zeros / entries) at or below which ``method="auto"`` synthesises and
+#: analyses through the sparse-input kernel (:mod:`mlverify.kernels.cpu_sparse`): about where it
+#: costs as much as the dense one, so a sparse multiply-add costs ``1 / SPARSE_DENSITY`` dense
+#: ones (the cost model of :meth:`ConvDictionary.normal`). From the asv ``SparseAnalysis`` and
+#: ``SynthesizeDensity`` benchmarks on 2 cores.
+SPARSE_DENSITY = 0.4
 
 
 def _cuda_kernels():
@@ -23,6 +26,20 @@ def _cuda_kernels():
 def _restore(out, original, engine: str):
     """A CUDA result in the array library of the input (CuPy, PyTorch, Numba; no copy)."""
     return _cuda_kernels().like(out, original) if engine == "cuda" else out
+
+
+def _check_method(method) -> None:
+    if method not in ("auto", "dense", "sparse"):
+        raise ValueError(f"method must be 'auto', 'dense' or 'sparse', got {method!r}")
+
+
+def _gram(atoms: np.ndarray) -> np.ndarray:
+    """``G[f, g, s] = Σ_{c,τ} A[f,c,τ] A[g,c,τ−s]`` for filters ``(m, c, n1, n2)``, shapes
+    ``(m, m, 2n1-1, 2n2-1)``, shifts stored modulo ``2n - 1`` (by the DFT, in float64)."""
+    size = tuple(2 * n - 1 for n in atoms.shape[2:])
+    spectra = scipy.fft.rfftn(atoms, s=size, axes=(2, 3))
+    cross = np.einsum("fc...,gc...->fg...", spectra, np.conj(spectra))
+    return scipy.fft.irfftn(cross, s=size, axes=(2, 3))
 
 
 class ConvDictionary:
@@ -72,6 +89,10 @@ class ConvDictionary:
         # Synthesis runs the analysis kernel with transposed, x-flipped taps (cpu.correlate).
         self._spectral_norms: dict[tuple[int, ...], float] = {}
         self._synthesis_taps = np.ascontiguousarray(self._f4.transpose(1, 0, 2, 3)[..., ::-1])
+        # The sparse-input kernel takes taps (n_in, n1, n2, n_out) (cpu_sparse.correlate_sparse).
+        self._analysis_taps_t = np.ascontiguousarray(self._f4.transpose(1, 2, 3, 0))
+        self._synthesis_taps_t = np.ascontiguousarray(self._synthesis_taps.transpose(1, 2, 3, 0))
+        self._normal_taps_t: np.ndarray | None = None
 
     # ------------------------------------------------------------------ description
     @property
@@ -169,13 +190,13 @@ class ConvDictionary:
             ``"cuda"`` the CUDA kernel, which also takes a device array
             (``__cuda_array_interface__``) and returns one, without host copies.
         method : {"auto", "dense", "sparse"}
-            CPU kernel: ``"sparse"`` touches only the non-zeros of ``codes``; ``"auto"`` uses it
-            when the density is at most :data:`SPARSE_DENSITY`. All give the same result. The CUDA
+            CPU kernel: ``"sparse"`` touches only the non-zeros of ``codes``
+            (:func:`mlverify.kernels.cpu_sparse.correlate_sparse`); ``"auto"`` uses it when the
+            density is at most :data:`SPARSE_DENSITY`. All give the same result. The CUDA
             engine skips the all-zero tiles of the codes unless ``method="dense"``.
         """
         engine = check_engine(engine, ENGINES)
-        if method not in ("auto", "dense", "sparse"):
-            raise ValueError(f"method must be 'auto', 'dense' or 'sparse', got {method!r}")
+        _check_method(method)
         batch, spatial, codes4 = self._canonical("codes", codes, self.n_atoms, engine)
         if engine == "numpy":
             out = reference.synthesize(codes4, self._f4)
@@ -186,23 +207,42 @@ class ConvDictionary:
         return _restore(out.reshape(batch + (self.n_channels,) + spatial), codes, engine)
 
     def _synthesize_cpu(self, codes4: np.ndarray, method: str) -> np.ndarray:
+        def sparse(codes):
+            return self._correlate_sparse(codes, self._synthesis_taps_t, 0,
+                                          1 - self._f4.shape[3], row_sign=-1)
+
+        return self._choose(codes4, method, SPARSE_DENSITY, sparse, self._dense_synthesize)
+
+    def _dense_synthesize(self, codes4: np.ndarray) -> np.ndarray:
         out = np.empty((codes4.shape[0], self.n_channels) + codes4.shape[2:], self.dtype)
-        taps = self._f4[0].size  # multiply-adds per coefficient
-        counts = None
-        if method != "dense":
-            with cpu.threads_for(codes4.size):
-                counts = cpu.row_nonzeros(codes4)
-            nonzeros = int(counts.sum())
-            if method == "sparse" or nonzeros <= SPARSE_DENSITY * codes4.size:
-                with cpu.threads_for(nonzeros * taps + out.size):
-                    cpu.synthesize_sparse(codes4, self._f4, counts, out)
-                return out
-        with cpu.threads_for(codes4.size * taps):
+        with cpu.threads_for(codes4.size * self._f4[0].size):
             offset = 1 - self._f4.shape[3]
             cpu.correlate(codes4, self._synthesis_taps, out, -1, offset, cpu.block_width(out))
         return out
 
-    def analyze(self, signal, *, engine: str = "auto") -> np.ndarray:
+    def _dense_analyze(self, signal4: np.ndarray) -> np.ndarray:
+        out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
+        with cpu.threads_for(out.size * self._f4[0].size):
+            cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out))
+        return out
+
+    @staticmethod
+    def _choose(array4, method: str, density: float, sparse, dense) -> np.ndarray:
+        """``sparse(array4)`` or ``dense(array4)``; ``"auto"`` chooses per problem (batch
+        element): sparse when its density is at most ``density``. A problem's result therefore
+        never depends on the rest of the batch (each kernel sums in a fixed order)."""
+        if method != "auto" or array4.shape[0] == 0:
+            return sparse(array4) if method == "sparse" else dense(array4)
+        flat = array4.reshape(array4.shape[0], -1)
+        chosen = np.count_nonzero(flat, axis=1) <= density * flat.shape[1]
+        if chosen.all() or not chosen.any():
+            return sparse(array4) if chosen.all() else dense(array4)
+        parts = sparse(array4[chosen]), dense(array4[~chosen])
+        out = np.empty((array4.shape[0],) + parts[0].shape[1:], parts[0].dtype)
+        out[chosen], out[~chosen] = parts
+        return out
+
+    def analyze(self, signal, *, engine: str = "auto", method: str = "auto") -> np.ndarray:
         """Analysis (adjoint) :math:`D^T V`: a signal ``(..., c, *S)`` to codes ``(..., m, *S)``.
 
         Parameters
@@ -212,18 +252,98 @@ class ConvDictionary:
         engine : {"auto", "numpy", "cpu", "cuda"}
             ``"numpy"`` runs the plain NumPy oracle; ``"cpu"`` (and ``"auto"``) the Numba kernel;
             ``"cuda"`` the CUDA kernel (device arrays in and out, as in :meth:`synthesize`).
+        method : {"auto", "dense", "sparse"}
+            CPU kernel: ``"sparse"`` touches only the non-zeros of ``signal``
+            (:func:`mlverify.kernels.cpu_sparse.correlate_sparse`, for the sparse output of a
+            ReLU layer); ``"auto"`` uses it when the density is at most
+            :data:`SPARSE_DENSITY`. All give the same result up to rounding. The CUDA
+            engine always runs the dense kernel.
         """
         engine = check_engine(engine, ENGINES)
+        _check_method(method)
         batch, spatial, signal4 = self._canonical("signal", signal, self.n_channels, engine)
         if engine == "numpy":
             out = reference.analyze(signal4, self._f4)
         elif engine == "cuda":
             out = _cuda_kernels().analyze(signal4, self._f4)
         else:
-            out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
-            with cpu.threads_for(out.size * self._f4[0].size):
-                cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out))
+            def sparse(signal):
+                return self._correlate_sparse(signal, self._analysis_taps_t, 0, 0)
+
+            out = self._choose(signal4, method, SPARSE_DENSITY, sparse, self._dense_analyze)
         return _restore(out.reshape(batch + (self.n_atoms,) + spatial), signal, engine)
+
+    def normal(self, codes, *, engine: str = "auto", method: str = "auto") -> np.ndarray:
+        r"""The normal operator :math:`D^TD\Gamma`: codes ``(..., m, *S)`` to codes.
+
+        .. math::
+
+            (D^TD\Gamma)[f, p] = \sum_g \sum_{|s| \le n-1} G[f, g, s]\, \Gamma[g, p + s],
+            \qquad G[f, g, s] = \sum_{c,\tau} A[f,c,\tau]\,A[g,c,\tau-s]
+
+        (the atom-pair Gram of :meth:`local_gram`, without normalisation; periodic shifts).
+
+        Parameters
+        ----------
+        codes : ndarray
+            Same dtype as the filters.
+        engine : {"auto", "numpy", "cpu"}
+            ``"numpy"``: the NumPy oracles, ``D^T(DΓ)``; ``"cpu"``/``"auto"``: the Numba kernels.
+        method : {"auto", "dense", "sparse"}
+            ``"dense"``: synthesis then analysis; ``"sparse"``: one correlation of the non-zeros
+            of ``codes`` with the Gram taps (:func:`mlverify.kernels.cpu_sparse.correlate_sparse`,
+            Gram rounded to the dtype); ``"auto"``: the cheaper by the cost model of
+            :data:`SPARSE_DENSITY`.
+        """
+        engine = check_engine(engine)
+        _check_method(method)
+        batch, spatial, codes4 = self._canonical("codes", codes, self.n_atoms, engine)
+        if engine == "numpy":
+            out = reference.analyze(reference.synthesize(codes4, self._f4), self._f4)
+        else:
+            n1, n2 = self._f4.shape[2:]
+
+            def sparse(codes):
+                return self._correlate_sparse(codes, self.normal_taps(), 1 - n1, 1 - n2)
+
+            def dense(codes):
+                return self._dense_analyze(self._dense_synthesize(codes))
+
+            # normal_work(nnz) <= SPARSE_DENSITY x the multiply-adds of the two dense passes
+            density = SPARSE_DENSITY * 2 * self._f4[0].size / self.normal_work(1)
+            out = self._choose(codes4, method, density, sparse, dense)
+        return out.reshape(batch + (self.n_atoms,) + spatial)
+
+    def normal_work(self, nonzeros: int) -> int:
+        """Multiply-adds of the sparse :meth:`normal` of codes with ``nonzeros`` non-zeros."""
+        n1, n2 = self._f4.shape[2:]
+        return nonzeros * (2 * n1 - 1) * (2 * n2 - 1) * self.n_atoms
+
+    def normal_taps(self) -> np.ndarray:
+        """Gram taps ``(m, 2n1-1, 2n2-1, m)`` of :meth:`normal`: ``[g, n1-1+sy, n2-1+sx, f] =
+        G[f, g, (sy, sx)]`` (computed in float64, rounded to the dtype, cached)."""
+        if self._normal_taps_t is None:
+            gram = _gram(self._f4.astype(np.float64))  # (m, m, 2n1-1, 2n2-1), shifts mod 2n-1
+            n1, n2 = self._f4.shape[2:]
+            centred = np.roll(gram, (n1 - 1, n2 - 1), axis=(2, 3))
+            self._normal_taps_t = np.ascontiguousarray(
+                centred.transpose(1, 2, 3, 0).astype(self.dtype)
+            )
+        return self._normal_taps_t
+
+    def _correlate_sparse(self, src4, taps, row_offset, col_offset, row_sign=1):
+        """:func:`cpu_sparse.correlate_sparse` of ``src4 (B, n_in, H, W)`` with ``taps``."""
+        n_out = taps.shape[3]
+        out = np.empty((src4.shape[0], n_out) + src4.shape[2:], self.dtype)
+        with cpu.threads_for(src4.size):
+            compressed = cpu_sparse.pixel_nonzeros(src4)
+        work = compressed[1].size * taps[0].size + out.size
+        with cpu.threads_for(work):
+            cpu_sparse.correlate_sparse(
+                *compressed, taps, out, row_sign, row_offset, col_offset,
+                cpu_sparse.block_width(out), np.zeros(n_out, self.dtype), cpu_sparse.NO_THRESHOLD,
+            )
+        return out
 
     def _spatial_shape(self, spatial_shape) -> tuple[int, ...]:
         spatial = window_shape("spatial_shape", spatial_shape, self.spatial_ndim)
@@ -314,13 +434,9 @@ class ConvDictionary:
         ``f`` placed at ``p``), with the shift ``s`` stored modulo ``2n - 1`` (so ``G[f, g, 0]`` is
         the zero shift and ``G[f, g, -1]`` the shift ``-1``). Computed in float64.
         """
-        atoms = self.normalized().filters.astype(np.float64)
-        d = self.spatial_ndim
-        size = tuple(2 * n - 1 for n in self.kernel_size)
-        axes = tuple(range(2, 2 + d))
-        spectra = scipy.fft.rfftn(atoms, s=size, axes=axes)
-        cross = np.einsum("fc...,gc...->fg...", spectra, np.conj(spectra))
-        return scipy.fft.irfftn(cross, s=size, axes=tuple(range(2, 2 + d)))
+        atoms = self.normalized()._f4.astype(np.float64)
+        shape = (self.n_atoms,) * 2 + tuple(2 * n - 1 for n in self.kernel_size)
+        return _gram(atoms).reshape(shape)
 
     def compose(self, other: ConvDictionary) -> ConvDictionary:
         r"""Filters of the effective dictionary ``self · other`` (THEORY.md §1).

@@ -29,7 +29,7 @@ import scipy.linalg
 from .._validate import as_float_array, check_engine, check_finite
 from ..kernels import cpu
 from ..kernels._scalar import KINDS
-from ..model.dictionary import ConvDictionary
+from ..model.dictionary import SPARSE_DENSITY, ConvDictionary
 from ..model.mlcsc import MLCSC
 
 
@@ -63,6 +63,12 @@ class Operator(ABC):
     @abstractmethod
     def norm(self) -> float:
         """Exact spectral norm ``||C||_2``."""
+
+    def residual_adjoint(self, x: np.ndarray, target: np.ndarray,
+                         cx: np.ndarray | None = None) -> np.ndarray:
+        """``C^T (C x - target)``, the gradient of ``½‖C x - target‖²``; ``cx`` is ``C x`` when
+        the caller has it already."""
+        return self.adjoint((self.forward(x) if cx is None else cx) - target)
 
     def shrink(self, values: np.ndarray, beta: float, nonneg: bool) -> np.ndarray:
         """Soft threshold of an array of the input space (NumPy unless a subclass knows better)."""
@@ -120,6 +126,23 @@ class ConvChain(Operator):
         for layer in self.layers:
             v = layer.analyze(v, engine=self.engine)
         return v
+
+    def residual_adjoint(self, x: np.ndarray, target: np.ndarray,
+                         cx: np.ndarray | None = None) -> np.ndarray:
+        r"""``D^T (D x - target)``; for one layer on the CPU engine, when ``x`` and ``target`` are
+        sparse enough, as :math:`D^TD\,x - D^T\,\mathrm{target}` through the sparse-input
+        kernels (:meth:`ConvDictionary.normal` and :meth:`ConvDictionary.analyze`), whichever the
+        cost model of :data:`mlverify.model.dictionary.SPARSE_DENSITY` says is cheaper."""
+        if self.engine == "numpy" or len(self.layers) != 1:
+            return super().residual_adjoint(x, target, cx)
+        layer = self.layers[0]
+        taps = layer.filters[0].size * layer.n_atoms  # multiply-adds per input entry
+        sparse = layer.normal_work(np.count_nonzero(x)) + np.count_nonzero(target) * taps
+        dense = target.size * taps * (1 if cx is not None else 1 + layer.n_atoms / layer.n_channels)
+        if sparse > SPARSE_DENSITY * dense:
+            return super().residual_adjoint(x, target, cx)
+        return (layer.normal(x, engine=self.engine, method="sparse")
+                - layer.analyze(target, engine=self.engine, method="sparse"))
 
     def norm(self) -> float:
         if len(self.layers) == 1:

@@ -112,8 +112,9 @@ def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, n
         projected.append(op.forward(projected[-1]))
     projected.reverse()  # [γ̂_1, …, γ̂_{L-1}, γ]
     previous, previous_step = y, 1.0
-    for op, base, step, lam in zip(ops, projected, steps, lams, strict=True):
-        grad = op.adjoint(op.forward(base) - previous)
+    for index, (op, base, step, lam) in enumerate(zip(ops, projected, steps, lams, strict=True)):
+        # D_i γ̂_i = γ̂_{i-1} is already known for i > 1 (the backward sweep computed it).
+        grad = op.residual_adjoint(base, previous, projected[index - 1] if index else None)
         c = np.asarray(step / previous_step, dtype=base.dtype)
         point = base - c * grad
         if not np.isfinite(point).all():

@@ -88,10 +88,14 @@ def check_engines(D, codes, signal, spatial):
         np.testing.assert_allclose(got.reshape(want.shape), want, rtol=tol, atol=tol)
     want = per_problem(matrix.T, signal, D.n_channels * size)
     oracle = D.analyze(signal, engine="numpy")
-    got = D.analyze(signal, engine="cpu")
-    assert got.shape == oracle.shape and got.dtype == D.dtype
     np.testing.assert_allclose(oracle.reshape(want.shape), want, rtol=tol, atol=tol)
-    np.testing.assert_allclose(got, oracle, rtol=tol, atol=tol)
+    sparse_signal = signal * (codes.reshape(-1)[0] != 0)  # all zero for some examples
+    for method in ("dense", "sparse", "auto"):
+        got = D.analyze(signal, engine="cpu", method=method)
+        assert got.shape == oracle.shape and got.dtype == D.dtype
+        np.testing.assert_allclose(got, oracle, rtol=tol, atol=tol)
+        np.testing.assert_allclose(D.analyze(sparse_signal, method=method),
+                                   D.analyze(sparse_signal, engine="numpy"), rtol=tol, atol=tol)
 
 
 @given(problems(min_width=64, max_width=300))
@@ -104,8 +108,8 @@ def test_wide_signals_split_into_blocks(case):
         for method in ("dense", "sparse"):
             np.testing.assert_allclose(D.synthesize(codes, engine="cpu", method=method), oracle,
                                        rtol=tol, atol=tol)
-        np.testing.assert_allclose(D.analyze(signal, engine="cpu"),
-                                   D.analyze(signal, engine="numpy"), rtol=tol, atol=tol)
+            np.testing.assert_allclose(D.analyze(signal, engine="cpu", method=method),
+                                       D.analyze(signal, engine="numpy"), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize(
@@ -124,8 +128,8 @@ def test_wide_filters_wrap_across_blocks(kernel, spatial):
         for method in ("dense", "sparse"):
             np.testing.assert_allclose(D.synthesize(codes, engine="cpu", method=method).ravel(),
                                        matrix @ codes.ravel(), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(D.analyze(signal, engine="cpu").ravel(),
-                                   matrix.T @ signal.ravel(), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(D.analyze(signal, engine="cpu", method=method).ravel(),
+                                       matrix.T @ signal.ravel(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -194,29 +198,19 @@ def test_correlate_every_block_width(case):
 
 
 @given(problems())
-def test_sparse_kernel_and_row_counts(case):
-    D, codes, _, _ = case
-    codes4, f4 = canonical(D, codes), filters4(D)
-    counts = cpu.row_nonzeros(codes4)
-    np.testing.assert_array_equal(counts, np.count_nonzero(codes4, axis=(1, 3)))
-    assert counts.dtype == np.int64
-    out = np.full((codes4.shape[0], D.n_channels, *codes4.shape[2:]), np.nan, D.dtype)
-    cpu.synthesize_sparse(codes4, f4, counts, out)
-    tol = tolerance(D.dtype)
-    np.testing.assert_allclose(out, reference.synthesize(codes4, f4), rtol=tol, atol=tol)
-
-
-@given(problems())
 def test_results_do_not_depend_on_thread_count(case):
     """Each output element is summed in a fixed order by one task: bitwise equal for 1 thread."""
     D, codes, signal, _ = case
     with pool():
-        many = [D.synthesize(codes, method=m) for m in ("dense", "sparse")] + [D.analyze(signal)]
+        def run():
+            return [f(x, method=m) for f, x in ((D.synthesize, codes), (D.analyze, signal),
+                                                (D.normal, codes)) for m in ("dense", "sparse")]
+
+        many = run()
         threads = numba.get_num_threads()
         numba.set_num_threads(1)
         try:
-            one = [D.synthesize(codes, method=m) for m in ("dense", "sparse")]
-            one.append(D.analyze(signal))
+            one = run()
         finally:
             numba.set_num_threads(threads)
     for a, b in zip(many, one, strict=True):

@@ -1,0 +1,104 @@
+"""asv benchmarks of the 2-layer CNN model of DESIGN.md §7 (``mlverify.bench.cnn``).
+
+The forward pass (ReLU layered thresholding) and one ML-ISTA iteration at the standard code
+densities, the same in PyTorch (CPU, same threads; skipped with asv's ``NotImplementedError``
+when torch is missing), and the sparse-input analysis of layer 2 at several input densities
+against the dense kernel (where the crossover lies). ``setup`` warms the JIT with the same dtypes.
+"""
+
+import numpy as np
+
+from mlverify import layered_thresholding, ml_ista
+from mlverify.bench import cnn
+from mlverify.kernels import cpu
+
+DTYPES = ["float32", "float64"]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise NotImplementedError("torch is not installed (pip install '.[compare]')") from None
+    torch.set_num_threads(cpu.thread_count())
+    return torch
+
+
+class _Model:
+    """The model, image, thresholds and the settled ML-ISTA iterate at the standard densities."""
+
+    def setup(self, dtype):
+        self.net = cnn.model(dtype)
+        self.y, _ = cnn.image(dtype)
+        self.betas = cnn.thresholds(self.net, self.y, cnn.STANDARD)
+        self.mu, self.t = cnn._ml_ista_steps(self.net, self.y)
+        self.start = ml_ista(self.net, self.y, self.betas, self.mu, self.t, max_iter=cnn.SETTLE,
+                             nonneg=True, check_every=cnn.SETTLE).codes[-1]
+
+
+class CNN(_Model):
+    """mlverify: the forward pass and ML-ISTA iterations (1 and 5; the difference / 4 is one)."""
+
+    params = DTYPES
+    param_names = ["dtype"]
+
+    def setup(self, dtype):
+        super().setup(dtype)
+        self.time_forward(dtype)
+        self.time_ml_ista_1(dtype)
+
+    def time_forward(self, dtype):
+        layered_thresholding(self.net, self.y, self.betas, kind="relu")
+
+    def _ml_ista(self, iterations):
+        ml_ista(self.net, self.y, self.betas, self.mu, self.t, max_iter=iterations, nonneg=True,
+                x0=self.start, check_every=1000)
+
+    def time_ml_ista_1(self, dtype):
+        self._ml_ista(1)
+
+    def time_ml_ista_5(self, dtype):
+        self._ml_ista(5)
+
+    def track_density_layer1(self, dtype):
+        return cnn.density(layered_thresholding(self.net, self.y, self.betas, kind="relu").codes[0])
+
+    track_density_layer1.unit = "fraction"
+
+
+class TorchCNN(_Model):
+    """PyTorch: the same forward pass and one ML-ISTA iteration (conv2d, conv_transpose2d)."""
+
+    params = DTYPES
+    param_names = ["dtype"]
+
+    def setup(self, dtype):
+        torch = _torch()
+        super().setup(dtype)
+        self.peer = cnn.Torch(torch, self.net)
+        self.y_torch = torch.from_numpy(self.y[None])
+        self.gamma = torch.from_numpy(self.start[None])
+        self.time_forward(dtype)
+
+    def time_forward(self, dtype):
+        self.peer.forward(self.y_torch, self.betas)
+
+    def time_ml_ista_iteration(self, dtype):
+        self.peer.ml_ista_step(self.y_torch, self.gamma, self.betas, self.mu, self.t)
+
+
+class SparseAnalysis:
+    """Layer-2 analysis (32 → 64 channels, 5×5, 256×256) of a ReLU-sparse input."""
+
+    params = (DTYPES, [0.05, 0.1, 0.2, 0.4], ["dense", "sparse"])
+    param_names = ["dtype", "density", "method"]
+
+    def setup(self, dtype, density, method):
+        rng = np.random.default_rng(0)
+        self.D = cnn.model(dtype).layers[1]
+        shape = (32, 256, 256)
+        self.signal = (rng.standard_normal(shape) * (rng.random(shape) < density)).astype(dtype)
+        self.time_analyze(dtype, density, method)
+
+    def time_analyze(self, dtype, density, method):
+        self.D.analyze(self.signal, method=method)
