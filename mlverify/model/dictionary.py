@@ -331,8 +331,10 @@ class ConvDictionary:
             )
         return self._normal_taps_t
 
-    def _correlate_sparse(self, src4, taps, row_offset, col_offset, row_sign=1):
-        """:func:`cpu_sparse.correlate_sparse` of ``src4 (B, n_in, H, W)`` with ``taps``."""
+    def _correlate_sparse(self, src4, taps, row_offset, col_offset, row_sign=1, beta=None,
+                          kind: int = cpu_sparse.NO_THRESHOLD):
+        """:func:`cpu_sparse.correlate_sparse` of ``src4 (B, n_in, H, W)`` with ``taps``
+        (thresholded by ``kind`` with per-channel ``beta`` in the same pass, if given)."""
         n_out = taps.shape[3]
         out = np.empty((src4.shape[0], n_out) + src4.shape[2:], self.dtype)
         with cpu.threads_for(src4.size):
@@ -341,9 +343,27 @@ class ConvDictionary:
         with cpu.threads_for(work):
             cpu_sparse.correlate_sparse(
                 *compressed, taps, out, row_sign, row_offset, col_offset,
-                cpu_sparse.block_width(out), np.zeros(n_out, self.dtype), cpu_sparse.NO_THRESHOLD,
+                cpu_sparse.block_width(out), np.zeros(n_out, self.dtype) if beta is None else beta,
+                kind,
             )
         return out
+
+    def _analyze_threshold(self, signal4: np.ndarray, beta: np.ndarray, kind: int) -> np.ndarray:
+        """:math:`T_\beta(D^TV)` on the canonical layout (CPU, checked inputs): the threshold
+        ``kind`` (:data:`mlverify.kernels._scalar.KINDS`, per-channel ``beta (m,)``) is fused
+        into the sparse kernel's store, or applied in place after the dense kernel. Used by
+        the layered pursuits (the CNN forward pass)."""
+        def sparse(signal):
+            return self._correlate_sparse(signal, self._analysis_taps_t, 0, 0, beta=beta,
+                                          kind=kind)
+
+        def dense(signal):
+            out = self._dense_analyze(signal)
+            with cpu.threads_for(out.size):
+                cpu.threshold(out, beta, kind, out)
+            return out
+
+        return self._choose(signal4, "auto", SPARSE_DENSITY, sparse, dense)
 
     def _spatial_shape(self, spatial_shape) -> tuple[int, ...]:
         spatial = window_shape("spatial_shape", spatial_shape, self.spatial_ndim)

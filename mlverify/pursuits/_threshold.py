@@ -193,10 +193,18 @@ def layered_thresholding(model: MLCSC, y, thresholds: Sequence, kind: str = "har
     _check_thresholds(model, thresholds)
     current = y
     codes = []
+    d = model[0].spatial_ndim
     for i, (layer, beta) in enumerate(zip(model.layers, thresholds, strict=True), start=1):
-        correlations = layer.analyze(current, engine=engine)
-        current = _threshold(correlations, _check_beta(f"thresholds[{i - 1}]", beta,
-                                                       correlations), kind, engine)
+        shape = (*current.shape[: -d - 1], layer.n_atoms, *current.shape[-d:])
+        beta = _check_beta(f"thresholds[{i - 1}]", beta,
+                           np.broadcast_to(np.zeros((), layer.dtype), shape))
+        if engine == "numpy" or beta.ndim not in (0, d + 1):
+            current = _threshold(layer.analyze(current, engine=engine), beta, kind, engine)
+        else:  # one pass: the threshold is fused into the analysis kernel's store
+            per_channel = np.ascontiguousarray(
+                np.broadcast_to(beta, (layer.n_atoms,) + (1,) * d).reshape(layer.n_atoms))
+            canonical = current.reshape((-1, layer.n_channels) + (1,) * (2 - d) + shape[-d:])
+            current = layer._analyze_threshold(canonical, per_channel, KINDS[kind]).reshape(shape)
         codes.append(current)
     return PursuitResult(
         codes=codes, n_iter=0, converged=True, status="exact",
