@@ -156,8 +156,12 @@ def test_float32_matches_float64(problem, steps):
                  n_nonzero=steps)
     assert single.codes[0].dtype == np.float32
     assert single.history["atom"] == double.history["atom"]
-    np.testing.assert_allclose(single.codes[0], double.codes[0].astype(np.float32), rtol=1e-6,
-                               atol=1e-6)
+    # float32 least squares on the support: rounding amplified by the condition number
+    dense = D.to_dense(y.shape[1:]).astype(np.float64)
+    cond = np.linalg.cond(dense[:, double.codes[0].ravel() != 0]) if steps else 1.0
+    tol = 10 * np.finfo(np.float32).eps * max(cond, 1.0)
+    np.testing.assert_allclose(single.codes[0], double.codes[0].astype(np.float32), rtol=tol,
+                               atol=tol * np.abs(double.codes[0]).max())
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(25, 90), st.integers(1, 6))
