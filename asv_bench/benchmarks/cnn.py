@@ -27,6 +27,8 @@ def _torch():
 class _Model:
     """The model, image, thresholds and the settled ML-ISTA iterate at the standard densities."""
 
+    timeout = 300  # the setup (thresholds, settled iterate, warm-up) takes tens of seconds
+
     def setup(self, dtype):
         self.net = cnn.model(dtype)
         self.y, _ = cnn.image(dtype)
