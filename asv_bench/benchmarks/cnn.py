@@ -86,8 +86,8 @@ class TorchCNN(_Model):
     def setup_cache(self):
         try:
             import torch  # noqa: F401
-        except ImportError:  # setup() then skips (asv fails a raising setup_cache)
-            return None
+        except ImportError:  # setup() then skips (asv fails a raising setup_cache, and passes
+            return {}  # no argument at all for a None cache)
         return super().setup_cache()
 
     def setup(self, prepared, dtype):
