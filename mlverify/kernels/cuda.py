@@ -440,6 +440,18 @@ def _on_device(array):
 _FILTERS: dict[int, tuple[weakref.ref, object]] = {}
 
 
+def _source_and_output(array4, channels: int, out):
+    """``(source on the device, output, resident)``: ``out`` or a new ``(B, channels, H, W)``
+    device array; the result stays on the device when the source was there or ``out`` given."""
+    d_src, resident = _on_device(array4)
+    if out is None:
+        batch, _, height, width = d_src.shape
+        out = _cuda.device_array((batch, channels, height, width), np.dtype(d_src.dtype))
+    else:
+        resident = True
+    return d_src, out, resident
+
+
 def device_filters(filters: np.ndarray):
     """The device copy of a host filter array, made once per (read-only) array.
 
@@ -494,14 +506,10 @@ def analyze_threshold(signal4, filters4: np.ndarray, beta=None, kind: str | None
     ndarray or device array
         ``out``; on the device when ``signal4`` was (or ``out`` was given).
     """
-    d_src, resident = _on_device(signal4)
+    atoms = filters4.shape[0]
+    d_src, out, resident = _source_and_output(signal4, atoms, out)
     dtype = np.dtype(d_src.dtype)
     batch, _, height, width = d_src.shape
-    atoms = filters4.shape[0]
-    if out is None:
-        out = _cuda.device_array((batch, atoms, height, width), dtype)
-    else:
-        resident = True
     if out.size:
         if beta is None:
             beta = np.zeros(atoms, dtype)
@@ -558,14 +566,10 @@ def synthesize(codes4, filters4: np.ndarray, *, sparse: bool = True, subtract=No
     ndarray or device array
         ``out``; on the device when ``codes4`` was (or ``out`` was given).
     """
-    d_src, resident = _on_device(codes4)
+    channels = filters4.shape[1]
+    d_src, out, resident = _source_and_output(codes4, channels, out)
     dtype = np.dtype(d_src.dtype)
     batch, atoms, height, width = d_src.shape
-    channels = filters4.shape[1]
-    if out is None:
-        out = _cuda.device_array((batch, channels, height, width), dtype)
-    else:
-        resident = True
     if out.size:
         active = all_active(batch) if active is None else active
         if sparse:
