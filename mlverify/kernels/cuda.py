@@ -113,6 +113,12 @@ def _grid2(per_problem: int, batch: int, most: int | None = None) -> tuple[tuple
 
 
 # ---------------------------------------------------------------------------------- kernels
+@cuda.jit(device=True)
+def _unravel(idx, height, width):  # pragma: no cover - compiled
+    """``(channel, y, x)`` of the flat output index ``idx`` of one problem (C order)."""
+    return idx // (width * height), (idx // width) % height, idx % width
+
+
 @cache
 def _analysis_kernel(dtype: np.dtype):
     """The fused analysis kernel for ``dtype`` (the accumulator starts at ``dtype(0)``).
@@ -138,9 +144,7 @@ def _analysis_kernel(dtype: np.dtype):
             if active[b] == 0:
                 continue
             for idx in range(first, n_out * height * width, stride):
-                x = idx % width
-                y = (idx // width) % height
-                o = idx // (width * height)
+                o, y, x = _unravel(idx, height, width)
                 acc = zero
                 for i in range(n_in):
                     for ty in range(n1):
@@ -208,9 +212,7 @@ def _synthesis_kernel(dtype: np.dtype):
             if active[b] == 0:
                 continue
             for idx in range(first, n_out * height * width, stride):
-                x = idx % width
-                y = (idx // width) % height
-                c = idx // (width * height)
+                c, y, x = _unravel(idx, height, width)
                 acc = zero
                 for f in range(n_in):
                     for ty in range(n1):
