@@ -115,7 +115,8 @@ def _grid2(per_problem: int, batch: int, most: int | None = None) -> tuple[tuple
 # ---------------------------------------------------------------------------------- kernels
 @cuda.jit(device=True)
 def _unravel(idx, height, width):  # pragma: no cover - compiled
-    """``(channel, y, x)`` of the flat output index ``idx`` of one problem (C order)."""
+    """``(plane, y, x)`` of a flat C-order index over ``(…, height, width)`` (the plane is the
+    channel within one problem)."""
     return idx // (width * height), (idx // width) % height, idx % width
 
 
@@ -261,10 +262,8 @@ def _threshold_kernel(values, beta, kind, out):  # pragma: no cover - compiled
     """``out[b, f, y, x] = T_{beta[f]}(values[b, f, y, x])`` (``kind`` from ``KINDS``)."""
     batch, atoms, height, width = values.shape
     for idx in range(cuda.grid(1), batch * atoms * height * width, cuda.gridsize(1)):
-        x = idx % width
-        y = (idx // width) % height
-        f = (idx // (width * height)) % atoms
-        b = idx // (width * height * atoms)
+        plane, y, x = _unravel(idx, height, width)  # plane = b * atoms + f
+        f, b = plane % atoms, plane // atoms
         out[b, f, y, x] = shrink(values[b, f, y, x], beta[f], kind)
 
 
