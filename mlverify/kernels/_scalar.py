@@ -5,11 +5,13 @@
 - non-negative soft threshold
   :math:`S^+_\\beta(v) = \\max(v - \\beta, 0) = \\mathrm{ReLU}(v - \\beta)`
 
-``KIND_*`` are the integer codes the kernels take for the threshold kind.
+``KIND_*`` are the integer codes the kernels take for the threshold kind; ``KIND_NONE`` is the
+identity (no threshold).
 """
 
 from numba.extending import register_jitable
 
+KIND_NONE = -1
 KIND_HARD = 0
 KIND_SOFT = 1
 KIND_RELU = 2
@@ -41,6 +43,8 @@ def relu(v, beta):
 @register_jitable
 def shrink(v, beta, kind):
     """Dispatch on ``kind`` (one of the ``KIND_*`` codes)."""
+    if kind == KIND_NONE:
+        return v
     if kind == KIND_HARD:
         return hard(v, beta)
     if kind == KIND_SOFT:

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._scalar import shrink
+from ._scalar import KIND_NONE, shrink
 
 #: Below this many multiply-adds a kernel call runs on the calling thread only: waking the thread
 #: pool costs ~10 µs on an idle machine and tens of ms on a loaded one, far more than the work.
@@ -55,6 +55,37 @@ def threading_info() -> dict[str, str]:
     """Numba's thread settings, for ``mlverify info``."""
     return {"numba threads": f"{numba.get_num_threads()} of {numba.config.NUMBA_NUM_THREADS}",
             "threading layer": str(numba.config.THREADING_LAYER)}
+
+
+def epilogue(dtype, base: np.ndarray | None = None, scale: float = 1.0,
+             beta: np.ndarray | None = None, kind: int = KIND_NONE) -> tuple:
+    """The trailing ``(base, scale, beta, kind)`` arguments of the correlation kernels.
+
+    The kernels store :math:`T_{\\beta_o}(\\mathrm{base} + \\mathrm{scale}\\cdot
+    \\mathrm{correlation})` with ``T`` the threshold ``kind``; the defaults store the
+    correlation itself (no base: a zero-size array; ``KIND_NONE``: no threshold).
+    """
+    dtype = np.dtype(dtype)
+    if base is None:
+        base = np.empty((0, 0, 0, 0), dtype)
+    if beta is None:
+        beta = np.zeros(1, dtype)
+    return base, dtype.type(scale), beta, kind
+
+
+@njit(inline="always", cache=True)
+def finish(row, acc, stride, base, b, o, y, x0, scale, t, kind):  # pragma: no cover - compiled
+    """Store ``row[x] = T_t(base[b, o, y, x0 + x] + scale·acc[x·stride])`` (no base term when
+    ``base`` is empty); returns how many ``base + scale·acc`` values are not finite."""
+    bad = 0
+    with_base = base.size > 0
+    for x in range(row.shape[0]):
+        v = scale * acc[x * stride]
+        if with_base:
+            v += base[b, o, y, x0 + x]
+        bad += not np.isfinite(v)
+        row[x] = shrink(v, t, kind)
+    return bad
 
 
 def block_width(out: np.ndarray) -> int:
@@ -120,23 +151,31 @@ def _accumulate_two_rows(acc, ext0, ext1, taps0, taps1):  # pragma: no cover - c
 
 
 @njit(parallel=True, cache=True)
-def correlate(src, taps, out, row_sign, col_offset, block):  # pragma: no cover - compiled
+def correlate(src, taps, out, row_sign, col_offset, block, base, scale, beta,
+              kind):  # pragma: no cover - compiled
     """Periodic multi-channel correlation, the one kernel behind synthesis and analysis.
 
     .. math::
 
-        out[b, o, y, x] = \\sum_i \\sum_{t_y} \\sum_u taps[o, i, t_y, u]\\,
-            src[b, i, (y + s\\,t_y) \\bmod H, (x + u + \\delta) \\bmod W]
+        out[b, o, y, x] = T_{\\beta_o}\\Big(base[b, o, y, x] + scale\\sum_i \\sum_{t_y}
+            \\sum_u taps[o, i, t_y, u]\\,
+            src[b, i, (y + s\\,t_y) \\bmod H, (x + u + \\delta) \\bmod W]\\Big)
 
     with ``s = row_sign`` and ``δ = col_offset``. Analysis :math:`D^T V` is ``taps = A``,
     ``s = +1``, ``δ = 0``; synthesis :math:`D\\Gamma` is ``taps[c, f, t_y, u] =
     A[f, c, t_y, n_2 - 1 - u]`` (transposed, flipped along x), ``s = -1``, ``δ = -(n_2 - 1)``.
+
+    The trailing ``(base, scale, beta, kind)`` come from :func:`epilogue` (default: store the
+    plain correlation); ``out`` must not be ``base``. Returns the number of non-finite
+    ``base + scale·correlation`` values (0 when there is no base, scale or threshold).
 
     A task owns the output rows ``out[b, :, y, x0:x1]``; it first gathers the periodic source
     segments it reads into a contiguous buffer (so the inner loops have no wrap-around), then
     accumulates every output channel from that buffer.
     """
     batch, n_in, height, width = src.shape
+    plain = base.size == 0 and scale == 1 and kind == KIND_NONE
+    bad = 0
     n_out, n1, n2 = taps.shape[0], taps.shape[2], taps.shape[3]
     n_blocks = (width + block - 1) // block
     for task in prange(batch * height * n_blocks):
@@ -169,6 +208,38 @@ def correlate(src, taps, out, row_sign, col_offset, block):  # pragma: no cover 
                     )
                 if n1 % 2:
                     _accumulate_row(acc, ext[i, n1 - 1], taps[o, i, n1 - 1])
+            if not plain:
+                bad += finish(acc, acc, 1, base, b, o, y, x0, scale, beta[o % beta.shape[0]],
+                              kind)
+    return bad
+
+
+@njit(parallel=True, cache=True)
+def squared_distance(a, b):  # pragma: no cover - compiled
+    """:math:`\\sum_{ij} (a_{ij} - b_{ij})^2` in float64 for 2-D arrays of one shape, without a
+    temporary (one partial sum per row, four interleaved accumulators: no races, no
+    reassociation left to the compiler)."""
+    partial = np.zeros(a.shape[0])
+    for i in prange(a.shape[0]):
+        s0 = s1 = s2 = s3 = 0.0
+        n = a.shape[1]
+        j = 0
+        while j + 4 <= n:
+            d0 = np.float64(a[i, j]) - np.float64(b[i, j])
+            d1 = np.float64(a[i, j + 1]) - np.float64(b[i, j + 1])
+            d2 = np.float64(a[i, j + 2]) - np.float64(b[i, j + 2])
+            d3 = np.float64(a[i, j + 3]) - np.float64(b[i, j + 3])
+            s0 += d0 * d0
+            s1 += d1 * d1
+            s2 += d2 * d2
+            s3 += d3 * d3
+            j += 4
+        while j < n:
+            d0 = np.float64(a[i, j]) - np.float64(b[i, j])
+            s0 += d0 * d0
+            j += 1
+        partial[i] = (s0 + s1) + (s2 + s3)
+    return partial.sum()
 
 
 @njit(parallel=True, cache=True)

@@ -24,10 +24,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._scalar import shrink
-
-#: ``kind`` of :func:`correlate_sparse` for "store the correlation as it is" (no threshold).
-NO_THRESHOLD = -1
+from .cpu import finish
 
 #: Bytes of a task's channels-last accumulator: it must stay in the L1 data cache (32 KiB).
 BLOCK_BYTES = 16 * 1024
@@ -85,24 +82,68 @@ def pixel_nonzeros(src):  # pragma: no cover - compiled
     return offsets, channels, values
 
 
+@njit(inline="always", cache=True)
+def _accumulate(dst, flipped, pair_values, pair_starts, n, shift):  # pragma: no cover - compiled
+    """``dst[q] += Σ_k pair_values[k]·flipped[pair_starts[k] + shift + q]`` over ``k < n`` (``n``
+    a multiple of 4), eight pairs per pass over ``dst``."""
+    length = dst.shape[0]
+    i = 0
+    while i + 8 <= n:
+        v0, v1, v2, v3 = pair_values[i], pair_values[i + 1], pair_values[i + 2], pair_values[i + 3]
+        v4, v5, v6, v7 = (pair_values[i + 4], pair_values[i + 5], pair_values[i + 6],
+                          pair_values[i + 7])
+        s0, s1, s2, s3 = (pair_starts[i] + shift, pair_starts[i + 1] + shift,
+                          pair_starts[i + 2] + shift, pair_starts[i + 3] + shift)
+        s4, s5, s6, s7 = (pair_starts[i + 4] + shift, pair_starts[i + 5] + shift,
+                          pair_starts[i + 6] + shift, pair_starts[i + 7] + shift)
+        t0, t1, t2, t3 = (flipped[s0:s0 + length], flipped[s1:s1 + length],
+                          flipped[s2:s2 + length], flipped[s3:s3 + length])
+        t4, t5, t6, t7 = (flipped[s4:s4 + length], flipped[s5:s5 + length],
+                          flipped[s6:s6 + length], flipped[s7:s7 + length])
+        for q in range(length):
+            dst[q] += ((v0 * t0[q] + v1 * t1[q]) + (v2 * t2[q] + v3 * t3[q])) + (
+                (v4 * t4[q] + v5 * t5[q]) + (v6 * t6[q] + v7 * t7[q]))
+        i += 8
+    if i < n:
+        v0, v1, v2, v3 = pair_values[i], pair_values[i + 1], pair_values[i + 2], pair_values[i + 3]
+        s0, s1, s2, s3 = (pair_starts[i] + shift, pair_starts[i + 1] + shift,
+                          pair_starts[i + 2] + shift, pair_starts[i + 3] + shift)
+        t0, t1, t2, t3 = (flipped[s0:s0 + length], flipped[s1:s1 + length],
+                          flipped[s2:s2 + length], flipped[s3:s3 + length])
+        for q in range(length):
+            dst[q] += (v0 * t0[q] + v1 * t1[q]) + (v2 * t2[q] + v3 * t3[q])
+
+
 @njit(parallel=True, cache=True)
 def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset, col_offset,
-                     block, beta, kind):  # pragma: no cover - compiled
+                     block, base, scale, beta, kind):  # pragma: no cover - compiled
     """Periodic multi-channel correlation of a compressed sparse input, optionally thresholded.
 
     .. math::
 
-        out[b, o, y, x] = T_{\\beta_o}\\Big(\\sum_i \\sum_{t_y} \\sum_u taps[i, t_y, u, o]\\,
+        out[b, o, y, x] = T_{\\beta_o}\\Big(base[b, o, y, x] + scale\\sum_i \\sum_{t_y}
+            \\sum_u taps[i, t_y, u, o]\\,
             src[b, i, (y + \\rho + s\\,t_y) \\bmod H, (x + u + \\delta) \\bmod W]\\Big)
 
     with ``src`` given by :func:`pixel_nonzeros` (``offsets``, ``channels``, ``values``),
-    ``s = row_sign``, ``ρ = row_offset``, ``δ = col_offset`` and ``T`` the threshold ``kind``
-    (:data:`mlverify.kernels._scalar.KINDS`) with thresholds ``beta (n_out,)``, or the identity
-    when ``kind`` is :data:`NO_THRESHOLD`. ``out`` is ``(B, n_out, H, W)``; the tasks own
-    blocks of ``block`` columns of one output row.
+    ``s = row_sign``, ``ρ = row_offset``, ``δ = col_offset``; the trailing ``(base, scale,
+    beta, kind)`` come from :func:`mlverify.kernels.cpu.epilogue` (default: the plain
+    correlation). ``out (B, n_out, H, W)`` may be ``base``; the tasks own blocks of ``block``
+    columns of one output row. Returns the number of non-finite ``base + scale·correlation``.
+
+    Column by column: every non-zero of source column ``j`` (over the ``n1`` source rows of the
+    task's output row) reaches the output columns ``x = j - u - δ`` through its tap ``u``. In
+    the channels-last accumulator ``acc[x, o]`` and the taps flipped along ``u``, the targets
+    of all ``u`` of one non-zero form one contiguous run of ``(u_1 - u_0 + 1)·n_out`` entries,
+    and so do its taps. The task gathers the column's (value, tap offset) pairs once and adds
+    them eight at a time along that run: each load and store of the accumulator carries eight
+    multiply-adds, in a loop long enough to vectorise well however few non-zeros a pixel has.
+    The pairs are padded with zeros to a multiple of four (zero times a finite tap adds nothing).
     """
     batch, n_out, height, width = out.shape
-    n1, n2 = taps.shape[1], taps.shape[2]
+    n_in, n1, n2 = taps.shape[0], taps.shape[1], taps.shape[2]
+    flipped = np.ascontiguousarray(taps[:, :, ::-1, :]).ravel()
+    bad = 0
     n_blocks = (width + block - 1) // block
     for task in prange(batch * height * n_blocks):
         xb = task % n_blocks
@@ -110,54 +151,31 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
         b = task // (n_blocks * height)
         xa = xb * block
         xe = min(width, xa + block)
-        acc = np.zeros((xe - xa, n_out), dtype=out.dtype)
-        for ty in range(n1):
-            row_base = (b * height + (y + row_offset + row_sign * ty) % height) * width
-            # Source column j (unwrapped) reaches the output columns x = j - u - δ, u < n2.
-            for j in range(xa + col_offset, xe + col_offset + n2 - 1):
-                pixel = row_base + j % width
-                start, stop = offsets[pixel], offsets[pixel + 1]
-                if start == stop:
-                    continue
-                u0 = max(0, j - col_offset - xe + 1)
-                u1 = min(n2 - 1, j - col_offset - xa)
-                k = start
-                while k + 4 <= stop:  # four non-zeros per pass over the buffer rows
-                    v0, v1, v2, v3 = values[k], values[k + 1], values[k + 2], values[k + 3]
-                    t0 = taps[channels[k], ty]
-                    t1 = taps[channels[k + 1], ty]
-                    t2 = taps[channels[k + 2], ty]
-                    t3 = taps[channels[k + 3], ty]
-                    for u in range(u0, u1 + 1):
-                        dst = acc[j - col_offset - u - xa]
-                        a0, a1, a2, a3 = t0[u], t1[u], t2[u], t3[u]
-                        for o in range(n_out):
-                            dst[o] += (v0 * a0[o] + v1 * a1[o]) + (v2 * a2[o] + v3 * a3[o])
-                    k += 4
-                if k + 2 <= stop:
-                    v0, v1 = values[k], values[k + 1]
-                    t0 = taps[channels[k], ty]
-                    t1 = taps[channels[k + 1], ty]
-                    for u in range(u0, u1 + 1):
-                        dst = acc[j - col_offset - u - xa]
-                        a0, a1 = t0[u], t1[u]
-                        for o in range(n_out):
-                            dst[o] += v0 * a0[o] + v1 * a1[o]
-                    k += 2
-                if k < stop:
-                    v0 = values[k]
-                    t0 = taps[channels[k], ty]
-                    for u in range(u0, u1 + 1):
-                        dst = acc[j - col_offset - u - xa]
-                        a0 = t0[u]
-                        for o in range(n_out):
-                            dst[o] += v0 * a0[o]
+        acc = np.zeros((xe - xa) * n_out, dtype=out.dtype)
+        pair_values = np.empty(n_in * n1 + 4, dtype=values.dtype)
+        pair_starts = np.empty(n_in * n1 + 4, dtype=np.int64)
+        # Source column j (unwrapped) reaches the output columns x = j - u - δ, u < n2.
+        for j in range(xa + col_offset, xe + col_offset + n2 - 1):
+            column = j % width
+            n = 0
+            for ty in range(n1):
+                pixel = (b * height + (y + row_offset + row_sign * ty) % height) * width + column
+                for k in range(offsets[pixel], offsets[pixel + 1]):
+                    pair_values[n] = values[k]
+                    pair_starts[n] = (channels[k] * n1 + ty) * n2 * n_out
+                    n += 1
+            if n == 0:
+                continue
+            while n % 4:
+                pair_values[n] = 0.0
+                pair_starts[n] = 0
+                n += 1
+            u0 = max(0, j - col_offset - xe + 1)
+            u1 = min(n2 - 1, j - col_offset - xa)
+            first = (j - col_offset - u1 - xa) * n_out  # acc entry of (x = j - δ - u1, o = 0)
+            _accumulate(acc[first:first + (u1 - u0 + 1) * n_out], flipped, pair_values,
+                        pair_starts, n, (n2 - 1 - u1) * n_out)
         for o in range(n_out):
-            row = out[b, o, y, xa:xe]
-            if kind == NO_THRESHOLD:
-                for x in range(xe - xa):
-                    row[x] = acc[x, o]
-            else:
-                t = beta[o]
-                for x in range(xe - xa):
-                    row[x] = shrink(acc[x, o], t, kind)
+            bad += finish(out[b, o, y, xa:xe], acc[o:], n_out, base, b, o, y, xa, scale,
+                          beta[o % beta.shape[0]], kind)
+    return bad

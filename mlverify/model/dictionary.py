@@ -7,6 +7,7 @@ import scipy.fft
 
 from .._validate import ENGINES, as_float_array, check_engine, check_finite, window_shape
 from ..kernels import cpu, cpu_sparse, reference
+from ..kernels._scalar import KINDS
 
 #: Input density (non-zeros / entries) at or below which ``method="auto"`` synthesises and
 #: analyses through the sparse-input kernel (:mod:`mlverify.kernels.cpu_sparse`): about where it
@@ -146,13 +147,16 @@ class ConvDictionary:
         return ConvDictionary(self._filters * scale.reshape(shape))
 
     # ------------------------------------------------------------------ array plumbing
-    def _canonical(self, name: str, array, n_lead: int, engine: str = "cpu"):
-        """Check an array of shape ``(..., n_lead, *S)`` and view it as ``(B, n_lead, H, W)``."""
+    def _canonical(self, name: str, array, n_lead: int, engine: str = "cpu",
+                   finite: bool = True):
+        """Check an array of shape ``(..., n_lead, *S)`` (and that it is finite, unless
+        ``finite`` is false) and view it as ``(B, n_lead, H, W)``."""
         if engine == "cuda":  # a device array stays on the device (checked there, finite)
             array = _cuda_kernels().as_float_array(name, array, dtype=self.dtype)
         else:
             array = as_float_array(name, array, dtype=self.dtype)
-            check_finite(name, array)
+            if finite:
+                check_finite(name, array)
         d = self.spatial_ndim
         if array.ndim < d + 1:
             raise ValueError(
@@ -209,7 +213,7 @@ class ConvDictionary:
     def _synthesize_cpu(self, codes4: np.ndarray, method: str) -> np.ndarray:
         def sparse(codes):
             return self._correlate_sparse(codes, self._synthesis_taps_t, 0,
-                                          1 - self._f4.shape[3], row_sign=-1)
+                                          1 - self._f4.shape[3], row_sign=-1)[0]
 
         return self._choose(codes4, method, SPARSE_DENSITY, sparse, self._dense_synthesize)
 
@@ -217,14 +221,18 @@ class ConvDictionary:
         out = np.empty((codes4.shape[0], self.n_channels) + codes4.shape[2:], self.dtype)
         with cpu.threads_for(codes4.size * self._f4[0].size):
             offset = 1 - self._f4.shape[3]
-            cpu.correlate(codes4, self._synthesis_taps, out, -1, offset, cpu.block_width(out))
+            cpu.correlate(codes4, self._synthesis_taps, out, -1, offset, cpu.block_width(out),
+                          *cpu.epilogue(self.dtype))
         return out
 
-    def _dense_analyze(self, signal4: np.ndarray) -> np.ndarray:
+    def _dense_analyze(self, signal4: np.ndarray, *finish) -> tuple[np.ndarray, int]:
+        """``(T(base + scale·D^TV), non-finite count)``, ``finish = (base, scale, beta, kind)``
+        as for :func:`mlverify.kernels.cpu.epilogue` (default: plain :math:`D^TV`)."""
         out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
         with cpu.threads_for(out.size * self._f4[0].size):
-            cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out))
-        return out
+            bad = cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out),
+                                *cpu.epilogue(self.dtype, *finish))
+        return out, bad
 
     @staticmethod
     def _choose(array4, method: str, density: float, sparse, dense) -> np.ndarray:
@@ -268,9 +276,12 @@ class ConvDictionary:
             out = _cuda_kernels().analyze(signal4, self._f4)
         else:
             def sparse(signal):
-                return self._correlate_sparse(signal, self._analysis_taps_t, 0, 0)
+                return self._correlate_sparse(signal, self._analysis_taps_t, 0, 0)[0]
 
-            out = self._choose(signal4, method, SPARSE_DENSITY, sparse, self._dense_analyze)
+            def dense(signal):
+                return self._dense_analyze(signal)[0]
+
+            out = self._choose(signal4, method, SPARSE_DENSITY, sparse, dense)
         return _restore(out.reshape(batch + (self.n_atoms,) + spatial), signal, engine)
 
     def normal(self, codes, *, engine: str = "auto", method: str = "auto") -> np.ndarray:
@@ -304,10 +315,10 @@ class ConvDictionary:
             n1, n2 = self._f4.shape[2:]
 
             def sparse(codes):
-                return self._correlate_sparse(codes, self.normal_taps(), 1 - n1, 1 - n2)
+                return self._correlate_sparse(codes, self.normal_taps(), 1 - n1, 1 - n2)[0]
 
             def dense(codes):
-                return self._dense_analyze(self._dense_synthesize(codes))
+                return self._dense_analyze(self._dense_synthesize(codes))[0]
 
             # normal_work(nnz) <= SPARSE_DENSITY x the multiply-adds of the two dense passes
             density = SPARSE_DENSITY * 2 * self._f4[0].size / self.normal_work(1)
@@ -331,39 +342,105 @@ class ConvDictionary:
             )
         return self._normal_taps_t
 
-    def _correlate_sparse(self, src4, taps, row_offset, col_offset, row_sign=1, beta=None,
-                          kind: int = cpu_sparse.NO_THRESHOLD):
-        """:func:`cpu_sparse.correlate_sparse` of ``src4 (B, n_in, H, W)`` with ``taps``
-        (thresholded by ``kind`` with per-channel ``beta`` in the same pass, if given)."""
+    def _correlate_sparse(self, src4, taps, row_offset, col_offset, row_sign=1, *finish,
+                          out=None) -> tuple[np.ndarray, int]:
+        """:func:`cpu_sparse.correlate_sparse` of ``src4 (B, n_in, H, W)`` with ``taps``, the
+        store finished by ``finish = (base, scale, beta, kind)`` as for
+        :func:`mlverify.kernels.cpu.epilogue` (default: the plain correlation) into ``out`` (a
+        new array by default; it may be ``base``). Returns ``(out, non-finite count)``."""
         n_out = taps.shape[3]
-        out = np.empty((src4.shape[0], n_out) + src4.shape[2:], self.dtype)
+        if out is None:
+            out = np.empty((src4.shape[0], n_out) + src4.shape[2:], self.dtype)
         with cpu.threads_for(src4.size):
             compressed = cpu_sparse.pixel_nonzeros(src4)
         work = compressed[1].size * taps[0].size + out.size
         with cpu.threads_for(work):
-            cpu_sparse.correlate_sparse(
+            bad = cpu_sparse.correlate_sparse(
                 *compressed, taps, out, row_sign, row_offset, col_offset,
-                cpu_sparse.block_width(out), np.zeros(n_out, self.dtype) if beta is None else beta,
-                kind,
+                cpu_sparse.block_width(out), *cpu.epilogue(self.dtype, *finish),
             )
-        return out
+        return out, bad
 
     def _analyze_threshold(self, signal4: np.ndarray, beta: np.ndarray, kind: int) -> np.ndarray:
-        """:math:`T_\beta(D^TV)` on the canonical layout (CPU, checked inputs): the threshold
+        r""":math:`T_\beta(D^TV)` on the canonical layout (CPU, checked inputs): the threshold
         ``kind`` (:data:`mlverify.kernels._scalar.KINDS`, per-channel ``beta (m,)``) is fused
-        into the sparse kernel's store, or applied in place after the dense kernel. Used by
-        the layered pursuits (the CNN forward pass)."""
+        into the store of the sparse or dense kernel. Used by the layered pursuits (the CNN
+        forward pass)."""
         def sparse(signal):
-            return self._correlate_sparse(signal, self._analysis_taps_t, 0, 0, beta=beta,
-                                          kind=kind)
+            return self._correlate_sparse(signal, self._analysis_taps_t, 0, 0, 1, None, 1.0, beta,
+                                          kind)[0]
 
         def dense(signal):
-            out = self._dense_analyze(signal)
-            with cpu.threads_for(out.size):
-                cpu.threshold(out, beta, kind, out)
-            return out
+            return self._dense_analyze(signal, None, 1.0, beta, kind)[0]
 
         return self._choose(signal4, "auto", SPARSE_DENSITY, sparse, dense)
+
+    def proximal_gradient_step(self, codes, target, step: float, beta: float,
+                               kind: str = "soft", *, synthesized=None) -> np.ndarray | None:
+        r"""One proximal gradient step on :math:`\tfrac12\|D\Gamma - V\|_2^2`, fused (CPU):
+
+        .. math::
+
+            \Gamma^+ = T_\beta\big(\Gamma - \eta\,D^T(D\Gamma - V)\big),
+
+        the step of ISTA and of every layer of ML-ISTA (Sulam, Aberdam, Beck, Elad, TPAMI 2019),
+        with :math:`T` the threshold ``kind``. The route is the cheaper by the cost model of
+        :data:`SPARSE_DENSITY`:
+
+        - *sparse*: :math:`\Gamma - \eta D^TD\Gamma` through the Gram taps of :meth:`normal`,
+          then :math:`+\eta D^TV` with the threshold in the store, both with the sparse-input
+          kernel (no temporary array);
+        - *dense*: :math:`R = D\Gamma - V` (``synthesized - V`` when the caller has
+          :math:`D\Gamma`), then the dense analysis kernel storing
+          :math:`T_\beta(\Gamma - \eta D^TR)`.
+
+        Parameters
+        ----------
+        codes : ndarray, shape ``(..., m, *S)``
+            :math:`\Gamma`, the dictionary's dtype.
+        target : ndarray, shape ``(..., c, *S)``
+            :math:`V` (same batch shape).
+        step : float
+            :math:`\eta > 0`.
+        beta : float
+            Threshold :math:`\beta \ge 0`.
+        kind : {"hard", "soft", "relu"}
+            :math:`T` (``"relu"`` is the non-negative soft threshold).
+        synthesized : ndarray, optional
+            :math:`D\Gamma`, if already computed.
+
+        Returns
+        -------
+        ndarray or None
+            :math:`\Gamma^+` (shape of ``codes``), or ``None`` when
+            :math:`\Gamma - \eta D^T(D\Gamma - V)` has a non-finite entry (a threshold would
+            hide a NaN).
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+        batch, spatial, codes4 = self._canonical("codes", codes, self.n_atoms, finite=False)
+        target4 = self._canonical("target", target, self.n_channels, finite=False)[2]
+        if target4.shape[0] != codes4.shape[0]:
+            raise ValueError(f"target has batch {target4.shape[0]}, codes {codes4.shape[0]}")
+        betas = np.full(self.n_atoms, beta, dtype=self.dtype)
+        taps = self._f4[0].size * self.n_atoms  # multiply-adds per entry of the target
+        sparse = self.normal_work(np.count_nonzero(codes4)) + np.count_nonzero(target4) * taps
+        dense = target4.size * taps * (1 + (synthesized is None) * self.n_atoms / self.n_channels)
+        if sparse <= SPARSE_DENSITY * dense:
+            n1, n2 = self._f4.shape[2:]
+            moved = self._correlate_sparse(codes4, self.normal_taps(), 1 - n1, 1 - n2, 1, codes4,
+                                           -step)[0]
+            out, bad = self._correlate_sparse(target4, self._analysis_taps_t, 0, 0, 1, moved,
+                                              step, betas, KINDS[kind], out=moved)
+        else:
+            if synthesized is None:
+                residual = self._dense_synthesize(codes4)
+                residual -= target4
+            else:
+                residual = self._canonical("synthesized", synthesized, self.n_channels,
+                                           finite=False)[2] - target4
+            out, bad = self._dense_analyze(residual, codes4, -step, betas, KINDS[kind])
+        return None if bad else out.reshape(batch + (self.n_atoms,) + spatial)
 
     def _spatial_shape(self, spatial_shape) -> tuple[int, ...]:
         spatial = window_shape("spatial_shape", spatial_shape, self.spatial_ndim)

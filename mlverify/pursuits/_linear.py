@@ -29,7 +29,7 @@ import scipy.linalg
 from .._validate import as_float_array, check_engine, check_finite
 from ..kernels import cpu
 from ..kernels._scalar import KINDS
-from ..model.dictionary import SPARSE_DENSITY, ConvDictionary
+from ..model.dictionary import ConvDictionary
 from ..model.mlcsc import MLCSC
 
 
@@ -64,11 +64,16 @@ class Operator(ABC):
     def norm(self) -> float:
         """Exact spectral norm ``||C||_2``."""
 
-    def residual_adjoint(self, x: np.ndarray, target: np.ndarray,
-                         cx: np.ndarray | None = None) -> np.ndarray:
-        """``C^T (C x - target)``, the gradient of ``½‖C x - target‖²``; ``cx`` is ``C x`` when
-        the caller has it already."""
-        return self.adjoint((self.forward(x) if cx is None else cx) - target)
+    def gradient_step(self, x: np.ndarray, target: np.ndarray, cx: np.ndarray | None,
+                      step: float, beta: float, nonneg: bool) -> np.ndarray | None:
+        """``shrink(x - step·C^T(C x - target), beta)``, the proximal gradient step on
+        ``½‖C x - target‖²`` (``cx`` is ``C x`` when the caller has it already); ``None`` when
+        the point before the threshold is not finite (a threshold would hide a NaN)."""
+        grad = self.adjoint((self.forward(x) if cx is None else cx) - target)
+        point = x - np.asarray(step, dtype=x.dtype) * grad
+        if not np.isfinite(point).all():
+            return None
+        return self.shrink(point, beta, nonneg)
 
     def shrink(self, values: np.ndarray, beta: float, nonneg: bool) -> np.ndarray:
         """Soft threshold of an array of the input space (NumPy unless a subclass knows better)."""
@@ -127,22 +132,15 @@ class ConvChain(Operator):
             v = layer.analyze(v, engine=self.engine)
         return v
 
-    def residual_adjoint(self, x: np.ndarray, target: np.ndarray,
-                         cx: np.ndarray | None = None) -> np.ndarray:
-        r"""``D^T (D x - target)``; for one layer on the CPU engine, when ``x`` and ``target`` are
-        sparse enough, as :math:`D^TD\,x - D^T\,\mathrm{target}` through the sparse-input
-        kernels (:meth:`ConvDictionary.normal` and :meth:`ConvDictionary.analyze`), whichever the
-        cost model of :data:`mlverify.model.dictionary.SPARSE_DENSITY` says is cheaper."""
+    def gradient_step(self, x: np.ndarray, target: np.ndarray, cx: np.ndarray | None,
+                      step: float, beta: float, nonneg: bool) -> np.ndarray | None:
+        """For one layer on the CPU engine, the fused kernels of
+        :meth:`ConvDictionary.proximal_gradient_step` (sparse or dense by its cost model)."""
         if self.engine == "numpy" or len(self.layers) != 1:
-            return super().residual_adjoint(x, target, cx)
-        layer = self.layers[0]
-        taps = layer.filters[0].size * layer.n_atoms  # multiply-adds per input entry
-        sparse = layer.normal_work(np.count_nonzero(x)) + np.count_nonzero(target) * taps
-        dense = target.size * taps * (1 if cx is not None else 1 + layer.n_atoms / layer.n_channels)
-        if sparse > SPARSE_DENSITY * dense:
-            return super().residual_adjoint(x, target, cx)
-        return (layer.normal(x, engine=self.engine, method="sparse")
-                - layer.analyze(target, engine=self.engine, method="sparse"))
+            return super().gradient_step(x, target, cx, step, beta, nonneg)
+        return self.layers[0].proximal_gradient_step(x, target, step, beta,
+                                                     "relu" if nonneg else "soft",
+                                                     synthesized=cx)
 
     def norm(self) -> float:
         if len(self.layers) == 1:

@@ -54,12 +54,22 @@ import time
 import numpy as np
 
 from .._validate import ENGINES, check_engine, check_positive, check_positive_int
+from ..kernels import cpu
 from ._linear import Operator, layer_operators
 from ._problem_p import check_code, check_lams, layer_objective
 from ._result import PursuitResult
 
 #: An objective above this multiple of F(0) = ½‖y‖² (plus one) is reported as divergence.
 DIVERGENCE_FACTOR = 1e8
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    """``‖a - b‖_2`` accumulated in float64 (Numba kernel for the convolutional codes)."""
+    if a.ndim < 2:
+        return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))
+    rows = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    with cpu.threads_for(a.size):
+        return float(np.sqrt(cpu.squared_distance(*rows)))
 
 
 def _steps(ops: list[Operator], mu, t) -> list[float]:
@@ -114,12 +124,10 @@ def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, n
     previous, previous_step = y, 1.0
     for index, (op, base, step, lam) in enumerate(zip(ops, projected, steps, lams, strict=True)):
         # D_i γ̂_i = γ̂_{i-1} is already known for i > 1 (the backward sweep computed it).
-        grad = op.residual_adjoint(base, previous, projected[index - 1] if index else None)
-        c = np.asarray(step / previous_step, dtype=base.dtype)
-        point = base - c * grad
-        if not np.isfinite(point).all():
+        previous = op.gradient_step(base, previous, projected[index - 1] if index else None,
+                                    step / previous_step, step * lam, nonneg)
+        if previous is None:
             return None
-        previous = op.shrink(point, step * lam, nonneg)
         previous_step = step
     return previous
 
@@ -156,7 +164,7 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
         if new is None:
             status, residual = "non-finite", float("nan")
             break
-        residual = float(np.linalg.norm((new - point).astype(np.float64))) / steps[-1]
+        residual = _distance(new, point) / steps[-1]
         previous, gamma = gamma, new
         done = residual <= tol
         if done:

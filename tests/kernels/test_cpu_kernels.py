@@ -190,11 +190,25 @@ def test_correlate_every_block_width(case):
     taps = synthesis_taps(f4)
     for block in range(1, codes4.shape[3] + 1):
         out = np.full(want_x.shape, np.nan, D.dtype)
-        cpu.correlate(codes4, taps, out, -1, 1 - f4.shape[3], block)
+        cpu.correlate(codes4, taps, out, -1, 1 - f4.shape[3], block, *cpu.epilogue(D.dtype))
         np.testing.assert_allclose(out, want_x, rtol=tol, atol=tol)
         out = np.full(want_v.shape, np.nan, D.dtype)
-        cpu.correlate(signal4, f4, out, 1, 0, block)
+        cpu.correlate(signal4, f4, out, 1, 0, block, *cpu.epilogue(D.dtype))
         np.testing.assert_allclose(out, want_v, rtol=tol, atol=tol)
+    # the epilogue: T_β(base + scale·D^T V) per atom, and the count of non-finite values
+    base = np.random.default_rng(0).standard_normal(want_v.shape).astype(D.dtype)
+    beta = np.linspace(0.0, 0.5, want_v.shape[1]).astype(D.dtype)
+    point = base.astype(np.float64) - 0.5 * want_v
+    for kind, code in KINDS.items():
+        out = np.full(want_v.shape, np.nan, D.dtype)
+        bad = cpu.correlate(signal4, f4, out, 1, 0, 3, *cpu.epilogue(D.dtype, base, -0.5, beta,
+                                                                      code))
+        want = numpy_threshold(point, beta.astype(np.float64), kind)
+        away = np.abs(np.abs(point) - beta[None, :, None, None]) > 100 * tol
+        np.testing.assert_allclose(out[away], want[away], rtol=tol, atol=10 * tol)
+        assert bad == 0
+    base.flat[-1] = np.inf
+    assert cpu.correlate(signal4, f4, out, 1, 0, 3, *cpu.epilogue(D.dtype, base)) == 1
 
 
 @given(problems())
@@ -261,3 +275,13 @@ def test_threshold_kernel(kind, dtype):
     in_place = values.copy()
     cpu.threshold(in_place, beta, KINDS[kind], in_place)
     np.testing.assert_array_equal(in_place, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_squared_distance(dtype):
+    """Σ(a − b)² accumulated in float64, every row length modulo the 4-way unrolling."""
+    rng = np.random.default_rng(12)
+    for columns in range(0, 9):
+        a, b = (rng.standard_normal((3, columns)).astype(dtype) for _ in range(2))
+        want = float(np.sum((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+        assert math.isclose(cpu.squared_distance(a, b), want, rel_tol=1e-14, abs_tol=1e-300)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from mlverify import ConvDictionary
 from mlverify.kernels import cpu, cpu_sparse
 from mlverify.kernels._scalar import KINDS
+from mlverify.model import dictionary
 
 DENSITIES = [0.0, 0.1, 0.5, 1.0]
 
@@ -99,19 +100,32 @@ def test_correlate_sparse_every_block_width(case):
     beta = np.abs(np.random.default_rng(0).standard_normal(taps.shape[3])).astype(dtype)
     for block in range(1, src.shape[3] + 1):
         out = np.full(want.shape, np.nan, dtype)
-        cpu_sparse.correlate_sparse(*compressed, taps, out, row_sign, row_offset, col_offset,
-                                    block, beta, cpu_sparse.NO_THRESHOLD)
+        bad = cpu_sparse.correlate_sparse(*compressed, taps, out, row_sign, row_offset,
+                                          col_offset, block, *cpu.epilogue(dtype))
         np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
+        assert bad == 0
     plain = out  # the last block width; the fused threshold must see exactly these sums
     for kind, code in KINDS.items():
         out = np.full(want.shape, np.nan, dtype)
         cpu_sparse.correlate_sparse(*compressed, taps, out, row_sign, row_offset, col_offset,
-                                    src.shape[3], beta, code)
+                                    src.shape[3], *cpu.epilogue(dtype, None, 1.0, beta, code))
         thresholded = oracle_threshold(plain.astype(np.float64), beta.astype(np.float64), kind)
         np.testing.assert_array_equal(out, thresholded.astype(dtype))
         assert not np.any(np.signbit(out[out == 0]))  # zeros are +0.0
         np.testing.assert_allclose(out, oracle_threshold(want, beta, kind), rtol=tol,
                                    atol=10 * tol)
+    # base + scale·correlation, stored in place over the base; a NaN in the base is counted
+    base = np.random.default_rng(1).standard_normal(want.shape).astype(dtype)
+    out = base.copy()
+    bad = cpu_sparse.correlate_sparse(*compressed, taps, out, row_sign, row_offset, col_offset,
+                                      src.shape[3], *cpu.epilogue(dtype, out, -0.5))
+    np.testing.assert_allclose(out, base - 0.5 * want, rtol=tol, atol=tol)
+    assert bad == 0
+    base.flat[0] = np.nan
+    out = np.empty_like(base)
+    bad = cpu_sparse.correlate_sparse(*compressed, taps, out, row_sign, row_offset, col_offset,
+                                      src.shape[3], *cpu.epilogue(dtype, base, 2.0, beta, 1))
+    assert bad == 1
 
 
 @st.composite
@@ -151,6 +165,45 @@ def test_public_sparse_methods_match_dense_matrix(case):
             np.testing.assert_allclose(got.reshape(want.shape), want, rtol=tol, atol=10 * tol)
     np.testing.assert_allclose(D.normal(codes, engine="numpy").reshape(checks[2][2].shape),
                                checks[2][2], rtol=tol, atol=10 * tol)
+
+
+@given(dictionaries(), st.sampled_from(sorted(KINDS)), st.floats(0.05, 1.0),
+       st.floats(0.0, 0.5), st.booleans())
+def test_proximal_gradient_step_matches_dense_matrix(case, kind, step, beta, given_dx):
+    """Both routes (sparse and dense, forced through SPARSE_DENSITY) of the fused step against
+    T_β(Γ − η Dᵀ(DΓ − V)) with the dense matrix, in float64."""
+    D, codes, signal, spatial = case
+    matrix = D.to_dense(spatial).astype(np.float64)
+    size = math.prod(spatial)
+    flat_codes = codes.reshape(-1, D.n_atoms * size).astype(np.float64)
+    flat_signal = signal.reshape(-1, D.n_channels * size).astype(np.float64)
+    point = flat_codes - step * (flat_codes @ matrix.T - flat_signal) @ matrix
+    want = oracle_threshold(point.reshape(-1, D.n_atoms, 1, size), np.full(D.n_atoms, beta), kind)
+    synthesized = D.synthesize(codes) if given_dx else None
+    tol = tolerance(D.dtype)
+    for density in (0.0, np.inf):  # dense route, sparse route
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(dictionary, "SPARSE_DENSITY", density)
+            got = D.proximal_gradient_step(codes, signal, step, beta, kind,
+                                           synthesized=synthesized)
+        assert got.shape == codes.shape and got.dtype == D.dtype
+        # a threshold is discontinuous (hard) at β: compare away from it
+        away = np.abs(np.abs(point) - beta).reshape(want.shape) > 100 * tol
+        np.testing.assert_allclose(got.reshape(want.shape)[away], want[away], rtol=tol,
+                                   atol=10 * tol)
+
+
+def test_proximal_gradient_step_reports_non_finite():
+    D = ConvDictionary(np.ones((2, 1, 3)))
+    codes = np.zeros((2, 8))
+    signal = np.zeros((1, 8))
+    signal[0, 3] = np.inf
+    for density in (0.0, np.inf):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(dictionary, "SPARSE_DENSITY", density)
+            assert D.proximal_gradient_step(codes, signal, 0.1, 0.0) is None
+    with pytest.raises(ValueError, match="kind"):
+        D.proximal_gradient_step(codes, signal, 0.1, 0.0, "fast")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
