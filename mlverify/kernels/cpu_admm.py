@@ -47,12 +47,14 @@ N_SUMS = 5
 
 
 @njit(parallel=True, cache=True)
-def solve_frequencies(spectra, kinv, rhs, w, block):  # pragma: no cover - compiled
+def solve_frequencies(spectra, kinv, signal, w, block):  # pragma: no cover - compiled
     r"""Overwrite ``w`` (``(B, m, F)``) with the per-frequency solution :math:`\hat x`.
 
-    ``spectra (c, m, F)``, ``kinv (c, c, F)``, ``rhs (B, m, F)`` = :math:`\widehat{D^H s}/\rho`;
-    with :math:`v = \hat b/\rho` = ``rhs + w`` the solution is :math:`v - M^H K M v`. Tasks are
-    (batch, block of frequencies); each owns its columns of ``w``.
+    ``spectra (c, m, F)``, ``kinv (c, c, F)``, ``signal (B, c, F)`` = :math:`\hat s/\rho`;
+    with :math:`v = \hat b/\rho = M^H\hat s/\rho + \hat w` (the first term formed here from
+    the spectra the solve reads anyway, so no ``(B, m, F)`` right-hand side is streamed) the
+    solution is :math:`v - M^H K M v`. Tasks are (batch, block of frequencies); each owns its
+    columns of ``w``.
     """
     batch, atoms, nfreq = w.shape
     channels = spectra.shape[0]
@@ -64,9 +66,11 @@ def solve_frequencies(spectra, kinv, rhs, w, block):  # pragma: no cover - compi
         proj = np.zeros((channels, k1 - k0), w.dtype)
         for f in range(atoms):
             row = w[b, f, k0:k1]
-            base = rhs[b, f, k0:k1]
-            for k in range(k1 - k0):
-                row[k] += base[k]
+            for ch in range(channels):
+                resp = spectra[ch, f, k0:k1]
+                src = signal[b, ch, k0:k1]
+                for k in range(k1 - k0):
+                    row[k] += np.conj(resp[k]) * src[k]
             for ch in range(channels):
                 resp = spectra[ch, f, k0:k1]
                 acc = proj[ch]
@@ -89,9 +93,9 @@ def solve_frequencies(spectra, kinv, rhs, w, block):  # pragma: no cover - compi
                     row[k] -= np.conj(resp[k]) * src[k]
 
 
-def solve_frequencies_reference(spectra, kinv, rhs, w):
+def solve_frequencies_reference(spectra, kinv, signal, w):
     """NumPy oracle of :func:`solve_frequencies` (same arguments, ``w`` overwritten)."""
-    v = rhs + w
+    v = np.einsum("cmk,bck->bmk", np.conj(spectra), signal) + w
     proj = np.einsum("cmk,bmk->bck", spectra, v)
     coef = np.einsum("cdk,bdk->bck", kinv, proj)
     w[...] = v - np.einsum("cmk,bck->bmk", np.conj(spectra), coef)

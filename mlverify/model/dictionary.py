@@ -242,7 +242,7 @@ class ConvDictionary:
         if method != "auto" or array4.shape[0] == 0:
             return sparse(array4) if method == "sparse" else dense(array4)
         flat = array4.reshape(array4.shape[0], -1)
-        chosen = np.count_nonzero(flat, axis=1) <= density * flat.shape[1]
+        chosen = cpu.nonzeros(flat, flat.shape[0]) <= density * flat.shape[1]
         if chosen.all() or not chosen.any():
             return sparse(array4) if chosen.all() else dense(array4)
         parts = sparse(array4[chosen]), dense(array4[~chosen])
@@ -424,7 +424,8 @@ class ConvDictionary:
             raise ValueError(f"target has batch {target4.shape[0]}, codes {codes4.shape[0]}")
         betas = np.full(self.n_atoms, beta, dtype=self.dtype)
         taps = self._f4[0].size * self.n_atoms  # multiply-adds per entry of the target
-        sparse = self.normal_work(np.count_nonzero(codes4)) + np.count_nonzero(target4) * taps
+        sparse = (self.normal_work(int(cpu.nonzeros(codes4)[0]))
+                  + int(cpu.nonzeros(target4)[0]) * taps)
         dense = target4.size * taps * (1 + (synthesized is None) * self.n_atoms / self.n_channels)
         if sparse <= SPARSE_DENSITY * dense:
             n1, n2 = self._f4.shape[2:]

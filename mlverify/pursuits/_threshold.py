@@ -208,6 +208,6 @@ def layered_thresholding(model: MLCSC, y, thresholds: Sequence, kind: str = "har
         codes.append(current)
     return PursuitResult(
         codes=codes, n_iter=0, converged=True, status="exact",
-        history={"nonzeros": [float(np.count_nonzero(c)) for c in codes]},
+        history={"nonzeros": [float(cpu.nonzeros(c)[0]) for c in codes]},
         message=f"layered {kind} thresholding (closed form)",
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 from mlverify.kernels import cpu_admm
 from mlverify.model.dictionary import ConvDictionary
+from mlverify.pursuits import _bp_admm
 from mlverify.pursuits._bp_admm import bp_admm
 from mlverify.pursuits._certificates import bp_objective, relative_duality_gap
 
@@ -36,18 +39,19 @@ def test_solve_frequencies_matches_oracle_and_direct_solve(
 ):
     rng = np.random.default_rng(seed)
     spectra = _complex(rng, (channels, atoms, nfreq), dtype)
-    rhs0 = _complex(rng, (batch, atoms, nfreq), dtype)
+    y_hat = _complex(rng, (batch, channels, nfreq), dtype)
     w = _complex(rng, (batch, atoms, nfreq), dtype)
     rho = float(rng.uniform(0.1, 5.0))
     s128 = spectra.astype(np.complex128)
     gram = np.einsum("cmk,dmk->kcd", s128, np.conj(s128))
     kinv = cpu_admm.woodbury_factor(gram, rho, CDTYPE[dtype])
-    rhs = (rhs0 / dtype(rho)).astype(CDTYPE[dtype])
+    signal = (y_hat / dtype(rho)).astype(CDTYPE[dtype])
+    rhs0 = np.einsum("cmk,bck->bmk", np.conj(s128), y_hat.astype(np.complex128))  # D^H s
 
     fast = w.copy()
-    cpu_admm.solve_frequencies(spectra, kinv, rhs, fast, block)
+    cpu_admm.solve_frequencies(spectra, kinv, signal, fast, block)
     oracle = w.copy()
-    cpu_admm.solve_frequencies_reference(spectra, kinv, rhs, oracle)
+    cpu_admm.solve_frequencies_reference(spectra, kinv, signal, oracle)
     assert fast.dtype == CDTYPE[dtype]
     scale = np.abs(oracle).max()
     np.testing.assert_allclose(fast, oracle, rtol=0, atol=50 * RTOL[dtype] * scale)
@@ -255,12 +259,28 @@ def test_history_and_statuses():
     res = bp_admm(D, y, 0.1, tol=1e-14, max_iter=25)
     assert res.status == "max_iter" and not res.converged and res.n_iter == 25
     assert res.certificate_kind == "relative_duality_gap"
-    assert res.history["iteration"] == [0.0, 10.0, 20.0, 25.0]
+    checks = res.history["iteration"]
+    assert checks[:2] == [0.0, 10.0] and checks[-1] == 25.0
+    steps = np.diff(checks[:-1])  # the last check is max_iter's
+    assert np.all(steps >= 10) and np.all(steps <= _bp_admm.CHECK_STRETCH * 10)
     assert res.certificate == res.history["relative_duality_gap"][-1] > 1e-14
     sparse_checks = bp_admm(D, y, 0.1, tol=1e-14, max_iter=12, check_every=5)
-    assert sparse_checks.history["iteration"] == [0.0, 5.0, 10.0, 12.0]
+    assert sparse_checks.history["iteration"][:2] == [0.0, 5.0]
+    assert sparse_checks.history["iteration"][-1] == 12.0
     for key in ("objective", "dual", "kkt", "primal_residual", "dual_residual", "rho", "time"):
-        assert len(res.history[key]) == 4
+        assert len(res.history[key]) == len(checks)
+
+
+def test_check_interval():
+    """Checks stretch while the extrapolated gap stays far above tol, never below check_every."""
+    interval = _bp_admm._check_interval
+    assert interval(1e-2, (1e-1, 0.0), 10, 1e-12, 10) == 50  # 100 iterations away: half
+    assert interval(1e-2, (1e-1, 0.0), 10, 1e-30, 10) == 80  # far: at most 8 periods
+    # 10x per 10 iterations, 1e-3 -> 1e-4 needs 10 iterations: check again after check_every
+    assert interval(1e-3, (1e-2, 0.0), 10, 1e-4, 10) == 10
+    assert interval(1e-3, (1e-2, 0.0), 10, 1e-7, 10) == 20  # 40 iterations away: half of it
+    assert interval(1e-2, (1e-2, 0.0), 10, 1e-4, 10) == 10  # no progress: the base period
+    assert interval(1e-2, (math.nan, 0.0), 10, 1e-4, 10) == 10
 
 
 def test_overflow_reports_non_finite():

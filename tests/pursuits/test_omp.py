@@ -105,7 +105,13 @@ def test_engines_agree(problem, steps, max_stripe):
     fast = omp(D, y, n_nonzero=steps, max_stripe=max_stripe, engine="cpu")
     slow = omp(D, y, n_nonzero=steps, max_stripe=max_stripe, engine="numpy")
     assert fast.history["atom"] == slow.history["atom"]
-    assert fast.n_iter == slow.n_iter and fast.status == slow.status
+    assert fast.n_iter == slow.n_iter
+    if fast.status != slow.status:
+        # A residual at round-off level: "orthogonal to every atom" (converged) and "next atom
+        # linearly dependent" (stopped) are both rounding decisions, and the engines sum in
+        # different orders.
+        assert {fast.status, slow.status} == {"converged", "max_iter"}
+        assert fast.history["residual_norm"][-1] <= 1e-12 * np.linalg.norm(y)
     np.testing.assert_allclose(fast.codes[0], slow.codes[0], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(
         fast.history["residual_norm"], slow.history["residual_norm"], rtol=1e-9, atol=1e-10
