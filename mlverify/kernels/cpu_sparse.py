@@ -6,12 +6,14 @@ only the non-zeros of the input and are vectorised over the **output channels**:
 1. :func:`pixel_nonzeros` compresses the input ``(B, n_in, H, W)`` pixel by pixel (CSR over the
    ``B·H·W`` pixels: for each pixel the list of its non-zero channels and values);
 2. :func:`correlate_sparse` computes the same periodic correlation as
-   :func:`mlverify.kernels.cpu.correlate`, with an optional fused threshold on the store. A task
-   owns a block of one output row, accumulated channels-last in a small ``(block, n_out)`` buffer
-   that stays in the L1 cache: every (non-zero, tap) pair is one contiguous multiply-add of length
-   ``n_out`` against a tap vector of the pre-transposed taps ``(n_in, n1, n2, n_out)``. The buffer
-   is transposed back to the ``(n_out, H, W)`` layout when the task stores it, so no two threads
-   write the same element.
+   :func:`mlverify.kernels.cpu.correlate`, with the same fused store (``T(base + scale·…)``,
+   see :func:`mlverify.kernels.cpu.epilogue`). A task owns a block of one output row,
+   accumulated channels-last in a small ``(block, n_out)`` buffer that stays in the L1 cache.
+   For each source column it gathers the (value, tap) pairs of the column's non-zeros once; with
+   the taps ``(n_in, n1, n2, n_out)`` flipped along the columns, every pair then adds along one
+   contiguous run of ``taps × n_out`` accumulator entries, eight pairs per pass (see the
+   kernel's docstring). The buffer is transposed back to the ``(n_out, H, W)`` layout when the
+   task stores it, so no two threads write the same element.
 
 Synthesis of sparse codes, analysis of a sparse signal and the Gram operator :math:`D^TD` of
 sparse codes are all this correlation with different taps and offsets (see
