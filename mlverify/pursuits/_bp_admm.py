@@ -168,7 +168,8 @@ class _ADMM:
         self.beta = self.dtype.type(self.lam / rho)
         self.low = self.dtype.type(-np.inf) if self.nonneg else -self.beta
         self.kinv = cpu_admm.woodbury_factor(self.gram, self.rho_value, self.cdtype)
-        self.signal = self.y_hat * self.inv_rho
+        with np.errstate(invalid="ignore", over="ignore"):  # overflow: status non-finite
+            self.signal = self.y_hat * self.inv_rho
 
     def rescale_rho(self, factor: float) -> None:
         """Multiply ρ by ``factor`` and the scaled dual U by ``1/factor``."""
