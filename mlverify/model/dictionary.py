@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.fft
 
@@ -12,9 +14,16 @@ from ..kernels._scalar import KINDS
 #: Input density (non-zeros / entries) at or below which ``method="auto"`` synthesises and
 #: analyses through the sparse-input kernel (:mod:`mlverify.kernels.cpu_sparse`): about where it
 #: costs as much as the dense one, so a sparse multiply-add costs ``1 / SPARSE_DENSITY`` dense
-#: ones (the cost model of :meth:`ConvDictionary.normal`). From the asv ``SparseAnalysis`` and
-#: ``SynthesizeDensity`` benchmarks on 2 cores.
-SPARSE_DENSITY = 0.4
+#: ones (the cost model of :meth:`ConvDictionary.normal` and
+#: :meth:`ConvDictionary.proximal_gradient_step`). Measured on 2 cores, 256², 64 atoms over 32
+#: channels 5×5: the sparse analysis matches the dense one near density 0.7 (float32: 61 against
+#: 71 ms at 0.6; float64: 106 against 137 ms); 0.6 keeps a margin.
+SPARSE_DENSITY = 0.6
+#: Fewest output channels for which ``"auto"`` considers the sparse kernel: it vectorises over
+#: the output channels, and into one channel (e.g. the synthesis of a one-channel image) it is
+#: slower than the dense kernel at any density (float32, 32 atoms 8×8 into 1 channel, 256²:
+#: 7.5 against 3.9 ms at density 0.05).
+SPARSE_MIN_OUT = 16
 
 
 def _cuda_kernels():
@@ -215,7 +224,8 @@ class ConvDictionary:
             return self._correlate_sparse(codes, self._synthesis_taps_t, 0,
                                           1 - self._f4.shape[3], row_sign=-1)[0]
 
-        return self._choose(codes4, method, SPARSE_DENSITY, sparse, self._dense_synthesize)
+        return self._choose(codes4, method, SPARSE_DENSITY, sparse, self._dense_synthesize,
+                            self.n_channels)
 
     def _dense_synthesize(self, codes4: np.ndarray) -> np.ndarray:
         out = np.empty((codes4.shape[0], self.n_channels) + codes4.shape[2:], self.dtype)
@@ -235,10 +245,13 @@ class ConvDictionary:
         return out, bad
 
     @staticmethod
-    def _choose(array4, method: str, density: float, sparse, dense) -> np.ndarray:
+    def _choose(array4, method: str, density: float, sparse, dense, n_out: int) -> np.ndarray:
         """``sparse(array4)`` or ``dense(array4)``; ``"auto"`` chooses per problem (batch
-        element): sparse when its density is at most ``density``. A problem's result therefore
-        never depends on the rest of the batch (each kernel sums in a fixed order)."""
+        element): sparse when its density is at most ``density`` and the output has at least
+        :data:`SPARSE_MIN_OUT` channels (``n_out``). A problem's result therefore never depends
+        on the rest of the batch (each kernel sums in a fixed order)."""
+        if method == "auto" and n_out < SPARSE_MIN_OUT:
+            method = "dense"
         if method != "auto" or array4.shape[0] == 0:
             return sparse(array4) if method == "sparse" else dense(array4)
         flat = array4.reshape(array4.shape[0], -1)
@@ -281,7 +294,7 @@ class ConvDictionary:
             def dense(signal):
                 return self._dense_analyze(signal)[0]
 
-            out = self._choose(signal4, method, SPARSE_DENSITY, sparse, dense)
+            out = self._choose(signal4, method, SPARSE_DENSITY, sparse, dense, self.n_atoms)
         return _restore(out.reshape(batch + (self.n_atoms,) + spatial), signal, engine)
 
     def normal(self, codes, *, engine: str = "auto", method: str = "auto") -> np.ndarray:
@@ -322,7 +335,7 @@ class ConvDictionary:
 
             # normal_work(nnz) <= SPARSE_DENSITY x the multiply-adds of the two dense passes
             density = SPARSE_DENSITY * 2 * self._f4[0].size / self.normal_work(1)
-            out = self._choose(codes4, method, density, sparse, dense)
+            out = self._choose(codes4, method, density, sparse, dense, self.n_atoms)
         return out.reshape(batch + (self.n_atoms,) + spatial)
 
     def normal_work(self, nonzeros: int) -> int:
@@ -373,7 +386,7 @@ class ConvDictionary:
         def dense(signal):
             return self._dense_analyze(signal, None, 1.0, beta, kind)[0]
 
-        return self._choose(signal4, "auto", SPARSE_DENSITY, sparse, dense)
+        return self._choose(signal4, "auto", SPARSE_DENSITY, sparse, dense, self.n_atoms)
 
     def proximal_gradient_step(self, codes, target, step: float, beta: float,
                                kind: str = "soft", *, synthesized=None) -> np.ndarray | None:
@@ -423,11 +436,12 @@ class ConvDictionary:
         if target4.shape[0] != codes4.shape[0]:
             raise ValueError(f"target has batch {target4.shape[0]}, codes {codes4.shape[0]}")
         betas = np.full(self.n_atoms, beta, dtype=self.dtype)
-        taps = self._f4[0].size * self.n_atoms  # multiply-adds per entry of the target
+        # multiply-adds: D^T of one target entry, D of the codes per target entry
+        taps = self.n_atoms * math.prod(self.kernel_size)
         sparse = (self.normal_work(int(cpu.nonzeros(codes4)[0]))
                   + int(cpu.nonzeros(target4)[0]) * taps)
-        dense = target4.size * taps * (1 + (synthesized is None) * self.n_atoms / self.n_channels)
-        if sparse <= SPARSE_DENSITY * dense:
+        dense = target4.size * taps * (1 if synthesized is not None else 2)
+        if self.n_atoms >= SPARSE_MIN_OUT and sparse <= SPARSE_DENSITY * dense:
             n1, n2 = self._f4.shape[2:]
             moved = self._correlate_sparse(codes4, self.normal_taps(), 1 - n1, 1 - n2, 1, codes4,
                                            -step)[0]

@@ -184,6 +184,7 @@ def test_proximal_gradient_step_matches_dense_matrix(case, kind, step, beta, giv
     for density in (0.0, np.inf):  # dense route, sparse route
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(dictionary, "SPARSE_DENSITY", density)
+            patch.setattr(dictionary, "SPARSE_MIN_OUT", 1)  # small test dictionaries
             got = D.proximal_gradient_step(codes, signal, step, beta, kind,
                                            synthesized=synthesized)
         assert got.shape == codes.shape and got.dtype == D.dtype
@@ -201,6 +202,7 @@ def test_proximal_gradient_step_reports_non_finite():
     for density in (0.0, np.inf):
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(dictionary, "SPARSE_DENSITY", density)
+            patch.setattr(dictionary, "SPARSE_MIN_OUT", 1)  # small test dictionaries
             assert D.proximal_gradient_step(codes, signal, 0.1, 0.0) is None
     with pytest.raises(ValueError, match="kind"):
         D.proximal_gradient_step(codes, signal, 0.1, 0.0, "fast")
@@ -231,6 +233,15 @@ def test_normal_taps_are_the_unnormalised_gram():
     np.testing.assert_allclose(taps[:, 1, 2, :], gram[:, :, 0, 0].T, atol=1e-12)
     np.testing.assert_allclose(taps[:, 0, 4, :], gram[:, :, -1, 2].T, atol=1e-12)
     assert D.normal_work(10) == 10 * 3 * 5 * 3
+
+
+def test_auto_needs_enough_output_channels():
+    """``"auto"`` never sends a few-output-channel correlation to the sparse kernel."""
+    array = np.zeros((1, 2, 3, 4))
+    choose = ConvDictionary._choose
+    for n_out, want in ((1, "dense"), (dictionary.SPARSE_MIN_OUT, "sparse")):
+        assert choose(array, "auto", 1.0, lambda a: "sparse", lambda a: "dense", n_out) == want
+    assert choose(array, "sparse", 1.0, lambda a: "sparse", lambda a: "dense", 1) == "sparse"
 
 
 def test_bad_method():

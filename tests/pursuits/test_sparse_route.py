@@ -31,6 +31,7 @@ def test_routes_give_the_same_iterates(dtype, ndim, solver):
     for crossover in (np.inf, 0.0):  # always sparse, never sparse
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(dictionary, "SPARSE_DENSITY", crossover)
+            patch.setattr(dictionary, "SPARSE_MIN_OUT", 1)  # small test dictionaries
             got = solver(net, y, lams, max_iter=30, nonneg=True, engine="cpu")
         assert got.n_iter == want.n_iter
         for a, b in zip(got.codes, want.codes, strict=True):
@@ -55,6 +56,7 @@ def test_gradient_step(dtype, density, nonneg):
     for crossover in (np.inf, 0.0):
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(dictionary, "SPARSE_DENSITY", crossover)
+            patch.setattr(dictionary, "SPARSE_MIN_OUT", 1)  # small test dictionaries
             for engine in ("cpu", "numpy"):
                 chain = ConvChain([D2], (12, 10), engine, 8, dtype)
                 for cx in (None, D2.synthesize(x)):
