@@ -47,8 +47,9 @@ N_SUMS = 5
 
 
 @njit(parallel=True, cache=True)
-def solve_frequencies(spectra, kinv, signal, w, block):  # pragma: no cover - compiled
-    r"""Overwrite ``w`` (``(B, m, F)``) with the per-frequency solution :math:`\hat x`.
+def solve_frequencies(spectra, kinv, signal, w, scale, block):  # pragma: no cover - compiled
+    r"""Overwrite ``w`` (``(B, m, F)``) with ``scale`` times the per-frequency solution
+    :math:`\hat x` (``scale = 1/N`` folds the normalisation of the inverse DFT in here).
 
     ``spectra (c, m, F)``, ``kinv (c, c, F)``, ``signal (B, c, F)`` = :math:`\hat s/\rho`;
     with :math:`v = \hat b/\rho = M^H\hat s/\rho + \hat w` (the first term formed here from
@@ -91,14 +92,16 @@ def solve_frequencies(spectra, kinv, signal, w, block):  # pragma: no cover - co
                 src = coef[ch]
                 for k in range(k1 - k0):
                     row[k] -= np.conj(resp[k]) * src[k]
+            for k in range(k1 - k0):
+                row[k] *= scale
 
 
-def solve_frequencies_reference(spectra, kinv, signal, w):
+def solve_frequencies_reference(spectra, kinv, signal, w, scale):
     """NumPy oracle of :func:`solve_frequencies` (same arguments, ``w`` overwritten)."""
     v = np.einsum("cmk,bck->bmk", np.conj(spectra), signal) + w
     proj = np.einsum("cmk,bmk->bck", spectra, v)
     coef = np.einsum("cdk,bdk->bck", kinv, proj)
-    w[...] = v - np.einsum("cmk,bck->bmk", np.conj(spectra), coef)
+    w[...] = scale * (v - np.einsum("cmk,bck->bmk", np.conj(spectra), coef))
 
 
 def woodbury_factor(gram: np.ndarray, rho: float, dtype) -> np.ndarray:

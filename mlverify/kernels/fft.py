@@ -101,13 +101,20 @@ class RealDFT:
                                                  workers=self.workers)
         return self.spectrum
 
-    def backward(self) -> np.ndarray:
-        """:attr:`real_out` ← inverse DFT of :attr:`spectrum` (destroyed); returns it."""
+    def backward(self, normalise: bool = True) -> np.ndarray:
+        """:attr:`real_out` ← inverse DFT of :attr:`spectrum` (destroyed); returns it.
+
+        With ``normalise=False`` the result is ``N`` times the inverse DFT (``N`` the number of
+        transformed values): a caller that scales the spectrum anyway saves a pass."""
         if self.fftw:
-            self._backward()  # pyfftw normalises the backward transform by default
+            if normalise:
+                self._backward()  # pyfftw normalises the backward transform by default
+            else:
+                self._backward.execute()
         else:
             self.real_out[...] = scipy.fft.irfftn(self.spectrum, s=self.spatial, axes=self.axes,
-                                                  workers=self.workers)
+                                                  workers=self.workers,
+                                                  norm="backward" if normalise else "forward")
         return self.real_out
 
 

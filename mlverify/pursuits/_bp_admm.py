@@ -150,6 +150,7 @@ class _ADMM:
             self.u = self._ifft(back * self.inv_rho)
         self.w = self.dft.real_in  # the forward transform's input: w = z - u
         np.subtract(self.z, self.u, out=self.w)
+        self.inverse_size = self.cdtype.type(1.0 / math.prod(self.spatial))
         self.relax = self.dtype.type(RELAX)
         self.keep = self.dtype.type(1.0 - RELAX)
 
@@ -181,8 +182,10 @@ class _ADMM:
         """One ADMM iteration; the sums of :data:`cpu_admm.N_SUMS` (float64) when asked for
         (the update loop without them is vectorised and about 3× faster), else ``None``."""
         w_hat = self.dft.forward()
-        self._solve(self.spectra, self.kinv, self.signal, w_hat.reshape(self.z.shape[:2] + (-1,)))
-        x = self.dft.backward()
+        # the solve scales by 1/N: the inverse transform runs unnormalised (one pass fewer)
+        self._solve(self.spectra, self.kinv, self.signal, w_hat.reshape(self.z.shape[:2] + (-1,)),
+                    self.inverse_size)
+        x = self.dft.backward(normalise=False)
         rows = self.flat
         arrays = (x.reshape(rows), self.z.reshape(rows), self.u.reshape(rows),
                   self.w.reshape(rows), self.relax, self.keep, self.beta, self.low)

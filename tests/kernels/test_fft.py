@@ -58,7 +58,7 @@ def test_spectral_adjoint_large_filters(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(2, 3, 10, 12), (3, 2, 17)])
 def test_real_dft_fftw_equals_scipy(shape, dtype):
-    """FFTW plans and scipy.fft: the same forward and (normalised) backward transforms."""
+    """FFTW plans and scipy.fft: the same forward and backward transforms (both scalings)."""
     pytest.importorskip("pyfftw")
     from mlverify.kernels.fft import RealDFT
 
@@ -74,6 +74,10 @@ def test_real_dft_fftw_equals_scipy(shape, dtype):
         results.append((spectrum, back.copy()))
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(back, signal, rtol=tol, atol=tol)
+        dft.forward()
+        size = np.prod(shape[2:])  # unnormalised: N times the inverse
+        np.testing.assert_allclose(dft.backward(normalise=False) / size, signal, rtol=tol,
+                                   atol=tol)
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-4)
 
 

@@ -49,9 +49,12 @@ def test_solve_frequencies_matches_oracle_and_direct_solve(
     rhs0 = np.einsum("cmk,bck->bmk", np.conj(s128), y_hat.astype(np.complex128))  # D^H s
 
     fast = w.copy()
-    cpu_admm.solve_frequencies(spectra, kinv, signal, fast, block)
+    cpu_admm.solve_frequencies(spectra, kinv, signal, fast, CDTYPE[dtype](1.0), block)
     oracle = w.copy()
-    cpu_admm.solve_frequencies_reference(spectra, kinv, signal, oracle)
+    cpu_admm.solve_frequencies_reference(spectra, kinv, signal, oracle, 1.0)
+    scaled = w.copy()  # the folded normalisation of the inverse DFT
+    cpu_admm.solve_frequencies(spectra, kinv, signal, scaled, CDTYPE[dtype](0.25), block)
+    np.testing.assert_allclose(scaled, 0.25 * fast, rtol=0, atol=RTOL[dtype] * np.abs(fast).max())
     assert fast.dtype == CDTYPE[dtype]
     scale = np.abs(oracle).max()
     np.testing.assert_allclose(fast, oracle, rtol=0, atol=50 * RTOL[dtype] * scale)
