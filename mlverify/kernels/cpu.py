@@ -76,16 +76,20 @@ def epilogue(dtype, base: np.ndarray | None = None, scale: float = 1.0,
 @njit(inline="always", cache=True)
 def finish(row, acc, stride, base, b, o, y, x0, scale, t, kind):  # pragma: no cover - compiled
     """Store ``row[x] = T_t(base[b, o, y, x0 + x] + scale·acc[x·stride])`` (no base term when
-    ``base`` is empty); returns how many ``base + scale·acc`` values are not finite."""
+    ``base`` is empty); returns ``(bad, nonzero)``: how many ``base + scale·acc`` values are not
+    finite, and how many stored values are not zero."""
     bad = 0
+    nonzero = 0
     with_base = base.size > 0
     for x in range(row.shape[0]):
         v = scale * acc[x * stride]
         if with_base:
             v += base[b, o, y, x0 + x]
         bad += not np.isfinite(v)
-        row[x] = shrink(v, t, kind)
-    return bad
+        stored = shrink(v, t, kind)
+        row[x] = stored
+        nonzero += stored != 0
+    return bad, nonzero
 
 
 def block_width(out: np.ndarray) -> int:
@@ -166,8 +170,9 @@ def correlate(src, taps, out, row_sign, col_offset, block, base, scale, beta,
     A[f, c, t_y, n_2 - 1 - u]`` (transposed, flipped along x), ``s = -1``, ``δ = -(n_2 - 1)``.
 
     The trailing ``(base, scale, beta, kind)`` come from :func:`epilogue` (default: store the
-    plain correlation); ``out`` must not be ``base``. Returns the number of non-finite
-    ``base + scale·correlation`` values (0 when there is no base, scale or threshold).
+    plain correlation); ``out`` must not be ``base``. Returns ``(bad, nonzero)``: the number of
+    non-finite ``base + scale·correlation`` values (0 when there is no base, scale or threshold)
+    and of non-zero entries of ``out``.
 
     A task owns the output rows ``out[b, :, y, x0:x1]``; it first gathers the periodic source
     segments it reads into a contiguous buffer (so the inner loops have no wrap-around), then
@@ -176,6 +181,7 @@ def correlate(src, taps, out, row_sign, col_offset, block, base, scale, beta,
     batch, n_in, height, width = src.shape
     plain = base.size == 0 and scale == 1 and kind == KIND_NONE
     bad = 0
+    nonzero = 0
     n_out, n1, n2 = taps.shape[0], taps.shape[2], taps.shape[3]
     n_blocks = (width + block - 1) // block
     for task in prange(batch * height * n_blocks):
@@ -208,10 +214,15 @@ def correlate(src, taps, out, row_sign, col_offset, block, base, scale, beta,
                     )
                 if n1 % 2:
                     _accumulate_row(acc, ext[i, n1 - 1], taps[o, i, n1 - 1])
-            if not plain:
-                bad += finish(acc, acc, 1, base, b, o, y, x0, scale, beta[o % beta.shape[0]],
-                              kind)
-    return bad
+            if plain:
+                for x in range(x1 - x0):
+                    nonzero += acc[x] != 0
+            else:
+                bad_row, nonzero_row = finish(acc, acc, 1, base, b, o, y, x0, scale,
+                                              beta[o % beta.shape[0]], kind)
+                bad += bad_row
+                nonzero += nonzero_row
+    return bad, nonzero
 
 
 def nonzeros(array: np.ndarray, rows: int = 1) -> np.ndarray:

@@ -131,7 +131,8 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
     ``s = row_sign``, ``ρ = row_offset``, ``δ = col_offset``; the trailing ``(base, scale,
     beta, kind)`` come from :func:`mlverify.kernels.cpu.epilogue` (default: the plain
     correlation). ``out (B, n_out, H, W)`` may be ``base``; the tasks own blocks of ``block``
-    columns of one output row. Returns the number of non-finite ``base + scale·correlation``.
+    columns of one output row. Returns ``(bad, nonzero)``: the number of non-finite
+    ``base + scale·correlation`` values and of non-zero entries of ``out``.
 
     Column by column: every non-zero of source column ``j`` (over the ``n1`` source rows of the
     task's output row) reaches the output columns ``x = j - u - δ`` through its tap ``u``. In
@@ -146,6 +147,7 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
     n_in, n1, n2 = taps.shape[0], taps.shape[1], taps.shape[2]
     flipped = np.ascontiguousarray(taps[:, :, ::-1, :]).ravel()
     bad = 0
+    nonzero = 0
     n_blocks = (width + block - 1) // block
     for task in prange(batch * height * n_blocks):
         xb = task % n_blocks
@@ -178,6 +180,8 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
             _accumulate(acc[first:first + (u1 - u0 + 1) * n_out], flipped, pair_values,
                         pair_starts, n, (n2 - 1 - u1) * n_out)
         for o in range(n_out):
-            bad += finish(out[b, o, y, xa:xe], acc[o:], n_out, base, b, o, y, xa, scale,
-                          beta[o % beta.shape[0]], kind)
-    return bad
+            bad_row, nonzero_row = finish(out[b, o, y, xa:xe], acc[o:], n_out, base, b, o, y,
+                                          xa, scale, beta[o % beta.shape[0]], kind)
+            bad += bad_row
+            nonzero += nonzero_row
+    return bad, nonzero

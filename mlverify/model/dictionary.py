@@ -235,27 +235,32 @@ class ConvDictionary:
                           *cpu.epilogue(self.dtype))
         return out
 
-    def _dense_analyze(self, signal4: np.ndarray, *finish) -> tuple[np.ndarray, int]:
-        """``(T(base + scale·D^TV), non-finite count)``, ``finish = (base, scale, beta, kind)``
-        as for :func:`mlverify.kernels.cpu.epilogue` (default: plain :math:`D^TV`)."""
+    def _dense_analyze(self, signal4: np.ndarray, *finish) -> tuple[np.ndarray, int, int]:
+        """``(T(base + scale·D^TV), non-finite count, non-zero count)``, ``finish = (base,
+        scale, beta, kind)`` as for :func:`mlverify.kernels.cpu.epilogue` (default: plain
+        :math:`D^TV`)."""
         out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
         with cpu.threads_for(out.size * self._f4[0].size):
-            bad = cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out),
-                                *cpu.epilogue(self.dtype, *finish))
-        return out, bad
+            bad, nonzero = cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out),
+                                         *cpu.epilogue(self.dtype, *finish))
+        return out, bad, nonzero
 
     @staticmethod
-    def _choose(array4, method: str, density: float, sparse, dense, n_out: int) -> np.ndarray:
+    def _choose(array4, method: str, density: float, sparse, dense, n_out: int,
+                nonzeros: np.ndarray | None = None) -> np.ndarray:
         """``sparse(array4)`` or ``dense(array4)``; ``"auto"`` chooses per problem (batch
         element): sparse when its density is at most ``density`` and the output has at least
-        :data:`SPARSE_MIN_OUT` channels (``n_out``). A problem's result therefore never depends
-        on the rest of the batch (each kernel sums in a fixed order)."""
+        :data:`SPARSE_MIN_OUT` channels (``n_out``). ``nonzeros`` (per problem) saves counting
+        them when the caller knows. A problem's result therefore never depends on the rest of
+        the batch (each kernel sums in a fixed order)."""
         if method == "auto" and n_out < SPARSE_MIN_OUT:
             method = "dense"
         if method != "auto" or array4.shape[0] == 0:
             return sparse(array4) if method == "sparse" else dense(array4)
         flat = array4.reshape(array4.shape[0], -1)
-        chosen = cpu.nonzeros(flat, flat.shape[0]) <= density * flat.shape[1]
+        if nonzeros is None:
+            nonzeros = cpu.nonzeros(flat, flat.shape[0])
+        chosen = nonzeros <= density * flat.shape[1]
         if chosen.all() or not chosen.any():
             return sparse(array4) if chosen.all() else dense(array4)
         parts = sparse(array4[chosen]), dense(array4[~chosen])
@@ -356,11 +361,12 @@ class ConvDictionary:
         return self._normal_taps_t
 
     def _correlate_sparse(self, src4, taps, row_offset, col_offset, row_sign=1, *finish,
-                          out=None) -> tuple[np.ndarray, int]:
+                          out=None) -> tuple[np.ndarray, int, int]:
         """:func:`cpu_sparse.correlate_sparse` of ``src4 (B, n_in, H, W)`` with ``taps``, the
         store finished by ``finish = (base, scale, beta, kind)`` as for
         :func:`mlverify.kernels.cpu.epilogue` (default: the plain correlation) into ``out`` (a
-        new array by default; it may be ``base``). Returns ``(out, non-finite count)``."""
+        new array by default; it may be ``base``). Returns ``(out, non-finite count, non-zero
+        count)``."""
         n_out = taps.shape[3]
         if out is None:
             out = np.empty((src4.shape[0], n_out) + src4.shape[2:], self.dtype)
@@ -368,25 +374,34 @@ class ConvDictionary:
             compressed = cpu_sparse.pixel_nonzeros(src4)
         work = compressed[1].size * taps[0].size + out.size
         with cpu.threads_for(work):
-            bad = cpu_sparse.correlate_sparse(
+            bad, nonzero = cpu_sparse.correlate_sparse(
                 *compressed, taps, out, row_sign, row_offset, col_offset,
                 cpu_sparse.block_width(out), *cpu.epilogue(self.dtype, *finish),
             )
-        return out, bad
+        return out, bad, nonzero
 
-    def _analyze_threshold(self, signal4: np.ndarray, beta: np.ndarray, kind: int) -> np.ndarray:
-        r""":math:`T_\beta(D^TV)` on the canonical layout (CPU, checked inputs): the threshold
-        ``kind`` (:data:`mlverify.kernels._scalar.KINDS`, per-channel ``beta (m,)``) is fused
-        into the store of the sparse or dense kernel. Used by the layered pursuits (the CNN
-        forward pass)."""
+    def _analyze_threshold(self, signal4: np.ndarray, beta: np.ndarray, kind: int,
+                           nonzeros: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        r""":math:`T_\beta(D^TV)` on the canonical layout (CPU, checked inputs) and its number of
+        non-zeros: the threshold ``kind`` (:data:`mlverify.kernels._scalar.KINDS`, per-channel
+        ``beta (m,)``) is fused into the store of the sparse or dense kernel, which also counts
+        the non-zeros. ``nonzeros`` are those of ``signal4`` per problem, when known. Used by
+        the layered pursuits (the CNN forward pass)."""
+        counts: list[int] = []
+
         def sparse(signal):
-            return self._correlate_sparse(signal, self._analysis_taps_t, 0, 0, 1, None, 1.0, beta,
-                                          kind)[0]
+            out, _, nonzero = self._correlate_sparse(signal, self._analysis_taps_t, 0, 0, 1, None,
+                                                     1.0, beta, kind)
+            counts.append(nonzero)
+            return out
 
         def dense(signal):
-            return self._dense_analyze(signal, None, 1.0, beta, kind)[0]
+            out, _, nonzero = self._dense_analyze(signal, None, 1.0, beta, kind)
+            counts.append(nonzero)
+            return out
 
-        return self._choose(signal4, "auto", SPARSE_DENSITY, sparse, dense, self.n_atoms)
+        out = self._choose(signal4, "auto", SPARSE_DENSITY, sparse, dense, self.n_atoms, nonzeros)
+        return out, sum(counts)
 
     def proximal_gradient_step(self, codes, target, step: float, beta: float,
                                kind: str = "soft", *, synthesized=None) -> np.ndarray | None:
@@ -445,7 +460,7 @@ class ConvDictionary:
             n1, n2 = self._f4.shape[2:]
             moved = self._correlate_sparse(codes4, self.normal_taps(), 1 - n1, 1 - n2, 1, codes4,
                                            -step)[0]
-            out, bad = self._correlate_sparse(target4, self._analysis_taps_t, 0, 0, 1, moved,
+            out, bad, _ = self._correlate_sparse(target4, self._analysis_taps_t, 0, 0, 1, moved,
                                               step, betas, KINDS[kind], out=moved)
         else:
             if synthesized is None:
@@ -454,7 +469,7 @@ class ConvDictionary:
             else:
                 residual = self._canonical("synthesized", synthesized, self.n_channels,
                                            finite=False)[2] - target4
-            out, bad = self._dense_analyze(residual, codes4, -step, betas, KINDS[kind])
+            out, bad, _ = self._dense_analyze(residual, codes4, -step, betas, KINDS[kind])
         return None if bad else out.reshape(batch + (self.n_atoms,) + spatial)
 
     def _spatial_shape(self, spatial_shape) -> tuple[int, ...]:

@@ -192,7 +192,7 @@ def layered_thresholding(model: MLCSC, y, thresholds: Sequence, kind: str = "har
     y = check_signal(model[0], "y", y)
     _check_thresholds(model, thresholds)
     current = y
-    codes = []
+    codes, nonzeros = [], []
     d = model[0].spatial_ndim
     for i, (layer, beta) in enumerate(zip(model.layers, thresholds, strict=True), start=1):
         shape = (*current.shape[: -d - 1], layer.n_atoms, *current.shape[-d:])
@@ -200,14 +200,19 @@ def layered_thresholding(model: MLCSC, y, thresholds: Sequence, kind: str = "har
                            np.broadcast_to(np.zeros((), layer.dtype), shape))
         if engine == "numpy" or beta.ndim not in (0, d + 1):
             current = _threshold(layer.analyze(current, engine=engine), beta, kind, engine)
-        else:  # one pass: the threshold is fused into the analysis kernel's store
+            nonzeros.append(int(cpu.nonzeros(current)[0]))
+        else:  # one pass: the threshold is fused into the analysis kernel's store (which counts)
             per_channel = np.ascontiguousarray(
                 np.broadcast_to(beta, (layer.n_atoms,) + (1,) * d).reshape(layer.n_atoms))
             canonical = current.reshape((-1, layer.n_channels) + (1,) * (2 - d) + shape[-d:])
-            current = layer._analyze_threshold(canonical, per_channel, KINDS[kind]).reshape(shape)
+            # the previous layer's count is the input's, per problem, for a single problem
+            known = np.array(nonzeros[-1:]) if nonzeros and canonical.shape[0] == 1 else None
+            current, count = layer._analyze_threshold(canonical, per_channel, KINDS[kind], known)
+            current = current.reshape(shape)
+            nonzeros.append(count)
         codes.append(current)
     return PursuitResult(
         codes=codes, n_iter=0, converged=True, status="exact",
-        history={"nonzeros": [float(cpu.nonzeros(c)[0]) for c in codes]},
+        history={"nonzeros": [float(count) for count in nonzeros]},
         message=f"layered {kind} thresholding (closed form)",
     )

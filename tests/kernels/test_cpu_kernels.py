@@ -190,8 +190,10 @@ def test_correlate_every_block_width(case):
     taps = synthesis_taps(f4)
     for block in range(1, codes4.shape[3] + 1):
         out = np.full(want_x.shape, np.nan, D.dtype)
-        cpu.correlate(codes4, taps, out, -1, 1 - f4.shape[3], block, *cpu.epilogue(D.dtype))
+        counts = cpu.correlate(codes4, taps, out, -1, 1 - f4.shape[3], block,
+                               *cpu.epilogue(D.dtype))
         np.testing.assert_allclose(out, want_x, rtol=tol, atol=tol)
+        assert counts == (0, np.count_nonzero(out))
         out = np.full(want_v.shape, np.nan, D.dtype)
         cpu.correlate(signal4, f4, out, 1, 0, block, *cpu.epilogue(D.dtype))
         np.testing.assert_allclose(out, want_v, rtol=tol, atol=tol)
@@ -201,14 +203,15 @@ def test_correlate_every_block_width(case):
     point = base.astype(np.float64) - 0.5 * want_v
     for kind, code in KINDS.items():
         out = np.full(want_v.shape, np.nan, D.dtype)
-        bad = cpu.correlate(signal4, f4, out, 1, 0, 3, *cpu.epilogue(D.dtype, base, -0.5, beta,
-                                                                      code))
+        bad, nonzero = cpu.correlate(signal4, f4, out, 1, 0, 3,
+                                     *cpu.epilogue(D.dtype, base, -0.5, beta, code))
+        assert nonzero == np.count_nonzero(out)
         want = numpy_threshold(point, beta.astype(np.float64), kind)
         away = np.abs(np.abs(point) - beta[None, :, None, None]) > 100 * tol
         np.testing.assert_allclose(out[away], want[away], rtol=tol, atol=10 * tol)
         assert bad == 0
     base.flat[-1] = np.inf
-    assert cpu.correlate(signal4, f4, out, 1, 0, 3, *cpu.epilogue(D.dtype, base)) == 1
+    assert cpu.correlate(signal4, f4, out, 1, 0, 3, *cpu.epilogue(D.dtype, base))[0] == 1
 
 
 @given(problems())
