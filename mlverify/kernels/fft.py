@@ -137,7 +137,8 @@ class SpectralConvolution:
         self.ndim = len(self.spatial)
         self.axes = tuple(range(-self.ndim, 0))
         self.workers = workers
-        spectra = scipy.fft.rfftn(filters.astype(np.float64), s=self.spatial, axes=self.axes)
+        spectra = scipy.fft.rfftn(filters.astype(np.float64), s=self.spatial, axes=self.axes,
+                                  workers=workers)
         self.spectra = spectra.astype(np.result_type(self.dtype, np.complex64))
         self.freq_shape = spectra.shape[2:]
 

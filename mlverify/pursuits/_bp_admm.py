@@ -108,7 +108,8 @@ class _ADMM:
         self.lam = lam
         self.nonneg = nonneg
 
-        spec = scipy.fft.rfftn(D.filters.astype(np.float64), s=self.spatial, axes=self.axes)
+        spec = scipy.fft.rfftn(D.filters.astype(np.float64), s=self.spatial, axes=self.axes,
+                               workers=self.workers)
         self.freq_shape = spec.shape[2:]
         nfreq = math.prod(self.freq_shape)
         spec = np.swapaxes(spec.reshape(m, c, nfreq), 0, 1)

@@ -216,7 +216,8 @@ class DualityGap:
     def _ray_dual(self, r: np.ndarray, dtr: np.ndarray) -> np.ndarray:
         """Best dual value per batch element on the ray ``s·r``, ``s >= 0`` feasible."""
         dtr = self._on_support(dtr)
-        corr = dtr.max(axis=1) if self.nonneg else np.abs(dtr).max(axis=1)
+        # max |.| as max(max, -min): exact, and no temporary the size of the codes
+        corr = dtr.max(axis=1) if self.nonneg else np.maximum(dtr.max(axis=1), -dtr.min(axis=1))
         bound = corr + self._rounding * np.abs(r).max(axis=1)
         norm2 = np.einsum("bi,bi->b", r, r)
         inner = np.einsum("bi,bi->b", self._yflat, r)
@@ -252,29 +253,34 @@ class DualityGap:
             return {"primal": 0.0, "dual": 0.0, "rel_gap": 0.0, "kkt": 0.0, "certified": True}
         r = self._y64 - spectral.synthesize(codes)
         g = spectral.analyze(r.astype(self.D.dtype))
-        values = self._gap(self._flat(codes), self._flat(r), self._flat(g), self._dty_estimate,
+        values = self._gap(self._flat(codes), self._flat(r), self._flat(g), estimate=True,
                            analyze=lambda v: spectral.analyze(v.astype(self.D.dtype)))
         values.update(kkt=math.nan, certified=False)
         return values
 
     @functools.cached_property
-    def _dty_estimate(self) -> np.ndarray:
-        """:math:`D^Ty` through the DFT, for estimates (computed on first use)."""
-        return self._flat(self._spectral.analyze(self.y))
+    def _y_ray(self) -> np.ndarray:
+        """Dual values on the ray of :math:`y` (certified; they depend on the problem only)."""
+        return self._ray_dual(self._yflat, self._dty)
+
+    @functools.cached_property
+    def _y_ray_estimate(self) -> np.ndarray:
+        """Dual values on the ray of :math:`y` with :math:`D^Ty` through the DFT (estimates)."""
+        return self._ray_dual(self._yflat, self._flat(self._spectral.analyze(self.y)))
 
     def _gap(self, flat_codes: np.ndarray, rflat: np.ndarray, gflat: np.ndarray,
-             dty: np.ndarray | None = None, analyze=None) -> dict:
+             estimate: bool = False, analyze=None) -> dict:
         """Primal, dual and relative gap from the residual and its analysis (flat per batch);
-        ``dty`` replaces the certified :math:`D^Ty` (estimates); ``analyze`` (:math:`D^T` of a
-        signal) evaluates the extrapolated dual candidate, when there is one."""
+        ``estimate``: the ray of :math:`y` from the DFT :math:`D^Ty` (else the certified one);
+        ``analyze`` (:math:`D^T` of a signal) evaluates the extrapolated dual candidate, when
+        there is one."""
         self._last_residual = rflat
         if not self._feasible(flat_codes):
             primal = math.inf
         else:
             primal = 0.5 * float(np.einsum("bi,bi->", rflat, rflat)) + self.lam * float(
                 np.abs(flat_codes).sum(dtype=np.float64))
-        duals = [self._ray_dual(rflat, gflat),
-                 self._ray_dual(self._yflat, self._dty if dty is None else dty)]
+        duals = [self._ray_dual(rflat, gflat), self._y_ray_estimate if estimate else self._y_ray]
         extrapolated = self._extrapolated() if analyze is not None else None
         if extrapolated is not None:
             analysis = analyze(extrapolated.reshape(self._y64.shape))
@@ -352,8 +358,7 @@ class DualityGap:
         if self.nonneg:
             infeasible = (flat_codes < 0).any(axis=1)
             primal[infeasible] = kkt[infeasible] = math.inf
-        dual = np.maximum(np.maximum(self._ray_dual(rflat, gflat),
-                                     self._ray_dual(self._yflat, self._dty)), 0.0)
+        dual = np.maximum(np.maximum(self._ray_dual(rflat, gflat), self._y_ray), 0.0)
         return {"primal": primal, "dual": dual, "kkt": kkt}
 
     def evaluate(self, codes) -> tuple[float, float, float]:
