@@ -228,8 +228,9 @@ def correlate(src, taps, out, row_sign, col_offset, block, base, scale, beta,
 def nonzeros(array: np.ndarray, rows: int = 1) -> np.ndarray:
     """Non-zero counts of ``array`` split into ``rows`` equal rows (C order), an int64 array."""
     flat = np.ascontiguousarray(array).reshape(rows, -1)
-    with threads_for(flat.size):
-        return row_nonzeros(flat)
+    if flat.size < SERIAL_WORK:  # NumPy's count costs less than a kernel call here
+        return np.count_nonzero(flat, axis=1).astype(np.int64)
+    return row_nonzeros(flat)
 
 
 @njit(parallel=True, cache=True)
