@@ -288,3 +288,16 @@ def test_squared_distance(dtype):
         a, b = (rng.standard_normal((3, columns)).astype(dtype) for _ in range(2))
         want = float(np.sum((a.astype(np.float64) - b.astype(np.float64)) ** 2))
         assert math.isclose(cpu.squared_distance(a, b), want, rel_tol=1e-14, abs_tol=1e-300)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("size", [0, 5, cpu.SERIAL_WORK + 7])
+def test_nonzeros(rows, size):
+    """Per-row non-zero counts, NumPy path (small) and kernel path (chunks, partial last one)."""
+    rng = np.random.default_rng(13)
+    array = (rng.standard_normal((rows, size)) * (rng.random((rows, size)) < 0.3)).astype(
+        np.float32)
+    got = cpu.nonzeros(array, rows)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, np.count_nonzero(array, axis=1))
+    np.testing.assert_array_equal(cpu.row_nonzeros(array), np.count_nonzero(array, axis=1))
