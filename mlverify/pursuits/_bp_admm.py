@@ -40,9 +40,9 @@ keeps changing :math:`\rho`); with it, iterations to a :math:`10^{-10}` gap drop
 (:class:`mlverify.pursuits._certificates.DualityGap`) is evaluated every ``check_every``
 iterations (default :data:`CHECK_PERIOD`), or less often while it is far from ``tol``: the next
 check comes after half the iterations the gap needs to reach ``tol`` at its rate since the last
-check, at most :data:`CHECK_STRETCH` periods (a check costs about three iterations; ADMM's gap
-decays no faster later than earlier, so the extrapolation does not overshoot the stop). The
-solver stops when the gap is at most ``tol``, so on return :math:`F(Z) \le F_{opt}(1 + tol)`
+check, at most :data:`CHECK_STRETCH` periods (a check costs about three iterations). ADMM's gap
+usually decays no faster later than earlier, so the extrapolation rarely overshoots the stop;
+when it does, the stop comes at most that many iterations late (never wrong). The solver stops when the gap is at most ``tol``, so on return :math:`F(Z) \le F_{opt}(1 + tol)`
 is proved. Non-finite iterates
 (overflow) stop it with status ``"non-finite"`` at the next iteration that computes the
 residuals (a check or a penalty update: the other iterations skip the reductions, which keeps
