@@ -42,11 +42,11 @@ iterations (default :data:`CHECK_PERIOD`), or less often while it is far from ``
 check comes after half the iterations the gap needs to reach ``tol`` at its rate since the last
 check, at most :data:`CHECK_STRETCH` periods (a check costs about three iterations). ADMM's gap
 usually decays no faster later than earlier, so the extrapolation rarely overshoots the stop;
-when it does, the stop comes at most that many iterations late (never wrong). The solver stops when the gap is at most ``tol``, so on return :math:`F(Z) \le F_{opt}(1 + tol)`
-is proved. Non-finite iterates
-(overflow) stop it with status ``"non-finite"`` at the next iteration that computes the
-residuals (a check or a penalty update: the other iterations skip the reductions, which keeps
-their update loop vectorised).
+when it does, the stop comes at most that many iterations late (never wrong). The solver
+stops when the gap is at most ``tol``, so on return :math:`F(Z) \le F_{opt}(1 + tol)` is
+proved. Non-finite iterates (overflow) stop it with status ``"non-finite"`` at the next
+iteration that computes the residuals (a check or a penalty update: the other iterations skip
+the reductions, which keeps their update loop vectorised).
 """
 
 from __future__ import annotations
