@@ -12,18 +12,31 @@ from ..kernels import cpu, cpu_sparse, reference
 from ..kernels._scalar import KINDS
 
 #: Input density (non-zeros / entries) at or below which ``method="auto"`` synthesises and
-#: analyses through the sparse-input kernel (:mod:`mlverify.kernels.cpu_sparse`): about where it
-#: costs as much as the dense one, so a sparse multiply-add costs ``1 / SPARSE_DENSITY`` dense
-#: ones (the cost model of :meth:`ConvDictionary.normal` and
-#: :meth:`ConvDictionary.proximal_gradient_step`). Measured on 2 cores, 256², 64 atoms over 32
-#: channels 5×5: the sparse analysis matches the dense one near density 0.7 (float32: 61 against
-#: 71 ms at 0.6; float64: 106 against 137 ms); 0.6 keeps a margin.
+#: analyses through the sparse-input kernel (:mod:`mlverify.kernels.cpu_sparse`) into at least
+#: :data:`SPARSE_FULL_OUT` output channels: about where it costs as much as the dense one, so a
+#: sparse multiply-add costs ``1 / SPARSE_DENSITY`` dense ones (the cost model of
+#: :meth:`ConvDictionary.normal` and :meth:`ConvDictionary.proximal_gradient_step`). Measured on
+#: 2 cores, 256², 64 atoms over 32 channels 5×5: the sparse analysis matches the dense one near
+#: density 0.7 (float32: 61 against 71 ms at 0.6; float64: 106 against 137 ms); 0.6 keeps a
+#: margin.
 SPARSE_DENSITY = 0.6
-#: Fewest output channels for which ``"auto"`` considers the sparse kernel: it vectorises over
-#: the output channels, and into one channel (e.g. the synthesis of a one-channel image) it is
-#: slower than the dense kernel at any density (float32, 32 atoms 8×8 into 1 channel, 256²:
-#: 7.5 against 3.9 ms at density 0.05).
-SPARSE_MIN_OUT = 16
+#: The sparse kernel vectorises over the output channels: into fewer than this many its limit
+#: density shrinks in proportion (``SPARSE_DENSITY · n_out / SPARSE_FULL_OUT``). Measured
+#: crossovers (synthesis of 32 atoms 5×5, 256², both dtypes): about 0.3–0.4 into 12 channels,
+#: 0.2 into 8, 0.08 into 4.
+SPARSE_FULL_OUT = 32
+#: Into fewer output channels than this the sparse kernel is never chosen: into 1 or 2 it is
+#: slower than the dense kernel at any measured density (float32, 32 atoms into 2 channels at
+#: density 0.05: 8.1 against 4.7 ms).
+SPARSE_MIN_OUT = 3
+
+
+def sparse_limit(n_out: int, density: float = SPARSE_DENSITY) -> float:
+    """The input density up to which ``"auto"`` uses the sparse kernel into ``n_out`` output
+    channels (``density`` is the limit for :data:`SPARSE_FULL_OUT` or more)."""
+    if n_out < SPARSE_MIN_OUT:
+        return 0.0
+    return density * min(1.0, n_out / SPARSE_FULL_OUT)
 
 
 def _cuda_kernels():
@@ -249,11 +262,12 @@ class ConvDictionary:
     def _choose(array4, method: str, density: float, sparse, dense, n_out: int,
                 nonzeros: np.ndarray | None = None) -> np.ndarray:
         """``sparse(array4)`` or ``dense(array4)``; ``"auto"`` chooses per problem (batch
-        element): sparse when its density is at most ``density`` and the output has at least
-        :data:`SPARSE_MIN_OUT` channels (``n_out``). ``nonzeros`` (per problem) saves counting
-        them when the caller knows. A problem's result therefore never depends on the rest of
-        the batch (each kernel sums in a fixed order)."""
-        if method == "auto" and n_out < SPARSE_MIN_OUT:
+        element): sparse when its density is at most ``sparse_limit(n_out, density)`` (the
+        output has ``n_out`` channels). ``nonzeros`` (per problem) saves counting them when the
+        caller knows. A problem's result therefore never depends on the rest of the batch (each
+        kernel sums in a fixed order)."""
+        density = sparse_limit(n_out, density)
+        if method == "auto" and density == 0:
             method = "dense"
         if method != "auto" or array4.shape[0] == 0:
             return sparse(array4) if method == "sparse" else dense(array4)
@@ -456,7 +470,7 @@ class ConvDictionary:
         sparse = (self.normal_work(int(cpu.nonzeros(codes4)[0]))
                   + int(cpu.nonzeros(target4)[0]) * taps)
         dense = target4.size * taps * (1 if synthesized is not None else 2)
-        if self.n_atoms >= SPARSE_MIN_OUT and sparse <= SPARSE_DENSITY * dense:
+        if sparse <= sparse_limit(self.n_atoms) * dense:
             n1, n2 = self._f4.shape[2:]
             moved = self._correlate_sparse(codes4, self.normal_taps(), 1 - n1, 1 - n2, 1, codes4,
                                            -step)[0]

@@ -238,13 +238,19 @@ def test_normal_taps_are_the_unnormalised_gram():
     assert D.normal_work(10) == 10 * 3 * 5 * 3
 
 
-def test_auto_needs_enough_output_channels():
-    """``"auto"`` never sends a few-output-channel correlation to the sparse kernel."""
+def test_auto_limit_shrinks_with_the_output_channels():
+    """``"auto"``: the limit density scales with the output channels below SPARSE_FULL_OUT and is
+    zero below SPARSE_MIN_OUT; ``"sparse"`` is always obeyed."""
+    full, least = dictionary.SPARSE_FULL_OUT, dictionary.SPARSE_MIN_OUT
+    assert dictionary.sparse_limit(full, 0.6) == dictionary.sparse_limit(4 * full, 0.6) == 0.6
+    assert dictionary.sparse_limit(full // 2, 0.6) == 0.3
+    assert dictionary.sparse_limit(least - 1, 0.6) == 0.0
     array = np.zeros((1, 2, 3, 4))
+    array[0, 0, 0, :2] = 1.0  # density 1/12
     choose = ConvDictionary._choose
-    for n_out, want in ((1, "dense"), (dictionary.SPARSE_MIN_OUT, "sparse")):
-        assert choose(array, "auto", 1.0, lambda a: "sparse", lambda a: "dense", n_out) == want
-    assert choose(array, "sparse", 1.0, lambda a: "sparse", lambda a: "dense", 1) == "sparse"
+    for n_out, want in ((least - 1, "dense"), (least, "dense"), (full, "sparse")):
+        assert choose(array, "auto", 0.6, lambda a: "sparse", lambda a: "dense", n_out) == want
+    assert choose(array, "sparse", 0.6, lambda a: "sparse", lambda a: "dense", 1) == "sparse"
 
 
 def test_bad_method():
