@@ -171,8 +171,9 @@ def correlate(src, taps, out, row_sign, col_offset, block, base, scale, beta,
 
     The trailing ``(base, scale, beta, kind)`` come from :func:`epilogue` (default: store the
     plain correlation); ``out`` must not be ``base``. Returns ``(bad, nonzero)``: the number of
-    non-finite ``base + scale·correlation`` values (0 when there is no base, scale or threshold)
-    and of non-zero entries of ``out``.
+    non-finite ``base + scale·correlation`` values and of non-zero entries of ``out``, counted in
+    the store of a base, scale or threshold (``(0, -1)`` for the plain correlation: not counted,
+    so plain calls pay no extra pass).
 
     A task owns the output rows ``out[b, :, y, x0:x1]``; it first gathers the periodic source
     segments it reads into a contiguous buffer (so the inner loops have no wrap-around), then
@@ -181,7 +182,7 @@ def correlate(src, taps, out, row_sign, col_offset, block, base, scale, beta,
     batch, n_in, height, width = src.shape
     plain = base.size == 0 and scale == 1 and kind == KIND_NONE
     bad = 0
-    nonzero = 0
+    nonzero = -1 if plain else 0
     n_out, n1, n2 = taps.shape[0], taps.shape[2], taps.shape[3]
     n_blocks = (width + block - 1) // block
     for task in prange(batch * height * n_blocks):
@@ -214,10 +215,7 @@ def correlate(src, taps, out, row_sign, col_offset, block, base, scale, beta,
                     )
                 if n1 % 2:
                     _accumulate_row(acc, ext[i, n1 - 1], taps[o, i, n1 - 1])
-            if plain:
-                for x in range(x1 - x0):
-                    nonzero += acc[x] != 0
-            else:
+            if not plain:
                 bad_row, nonzero_row = finish(acc, acc, 1, base, b, o, y, x0, scale,
                                               beta[o % beta.shape[0]], kind)
                 bad += bad_row

@@ -193,7 +193,7 @@ def test_correlate_every_block_width(case):
         counts = cpu.correlate(codes4, taps, out, -1, 1 - f4.shape[3], block,
                                *cpu.epilogue(D.dtype))
         np.testing.assert_allclose(out, want_x, rtol=tol, atol=tol)
-        assert counts == (0, np.count_nonzero(out))
+        assert counts == (0, -1)  # the plain correlation is not counted
         out = np.full(want_v.shape, np.nan, D.dtype)
         cpu.correlate(signal4, f4, out, 1, 0, block, *cpu.epilogue(D.dtype))
         np.testing.assert_allclose(out, want_v, rtol=tol, atol=tol)
