@@ -87,6 +87,12 @@ def pixel_nonzeros(src):  # pragma: no cover - compiled
     return offsets, channels, values
 
 
+def flip_taps(taps: np.ndarray) -> np.ndarray:
+    """Taps ``(n_in, n1, n2, n_out)`` in the layout :func:`correlate_sparse` takes: flipped along
+    the columns ``u`` and C-contiguous (callers that correlate repeatedly keep this copy)."""
+    return np.ascontiguousarray(taps[:, :, ::-1, :])
+
+
 @njit(inline="always", cache=True)
 def _accumulate(dst, flipped, pair_values, pair_starts, n, shift):  # pragma: no cover - compiled
     """``dst[q] += Σ_k pair_values[k]·flipped[pair_starts[k] + shift + q]`` over ``k < n`` (``n``
@@ -130,7 +136,9 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
             \\sum_u taps[i, t_y, u, o]\\,
             src[b, i, (y + \\rho + s\\,t_y) \\bmod H, (x + u + \\delta) \\bmod W]\\Big)
 
-    with ``src`` given by :func:`pixel_nonzeros` (``offsets``, ``channels``, ``values``),
+    with ``src`` given by :func:`pixel_nonzeros` (``offsets``, ``channels``, ``values``) and the
+    taps passed flipped along ``u`` (:func:`flip_taps`: ``taps[i, t_y, n2 - 1 - u, o]``,
+    C-contiguous),
     ``s = row_sign``, ``ρ = row_offset``, ``δ = col_offset``; the trailing ``(base, scale,
     beta, kind)`` come from :func:`mlverify.kernels.cpu.epilogue` (default: the plain
     correlation). ``out (B, n_out, H, W)`` may be ``base``; the tasks own blocks of ``block``
@@ -148,7 +156,7 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
     """
     batch, n_out, height, width = out.shape
     n_in, n1, n2 = taps.shape[0], taps.shape[1], taps.shape[2]
-    flipped = np.ascontiguousarray(taps[:, :, ::-1, :]).ravel()
+    flipped = taps.reshape(taps.size)
     bad = 0
     nonzero = 0
     n_blocks = (width + block - 1) // block

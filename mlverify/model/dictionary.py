@@ -112,10 +112,12 @@ class ConvDictionary:
         # Synthesis runs the analysis kernel with transposed, x-flipped taps (cpu.correlate).
         self._spectral_norms: dict[tuple[int, ...], float] = {}
         self._synthesis_taps = np.ascontiguousarray(self._f4.transpose(1, 0, 2, 3)[..., ::-1])
-        # The sparse-input kernel takes taps (n_in, n1, n2, n_out) (cpu_sparse.correlate_sparse).
-        self._analysis_taps_t = np.ascontiguousarray(self._f4.transpose(1, 2, 3, 0))
-        self._synthesis_taps_t = np.ascontiguousarray(self._synthesis_taps.transpose(1, 2, 3, 0))
+        # The sparse-input kernel takes taps (n_in, n1, n2, n_out), flipped along the columns
+        # (cpu_sparse.flip_taps).
+        self._analysis_taps_t = cpu_sparse.flip_taps(self._f4.transpose(1, 2, 3, 0))
+        self._synthesis_taps_t = cpu_sparse.flip_taps(self._synthesis_taps.transpose(1, 2, 3, 0))
         self._normal_taps_t: np.ndarray | None = None
+        self._normal_taps_flipped: np.ndarray | None = None
 
     # ------------------------------------------------------------------ description
     @property
@@ -347,7 +349,8 @@ class ConvDictionary:
             n1, n2 = self._f4.shape[2:]
 
             def sparse(codes):
-                return self._correlate_sparse(codes, self.normal_taps(), 1 - n1, 1 - n2)[0]
+                return self._correlate_sparse(codes, self._sparse_normal_taps(), 1 - n1,
+                                              1 - n2)[0]
 
             def dense(codes):
                 return self._dense_analyze(self._dense_synthesize(codes))[0]
@@ -374,13 +377,19 @@ class ConvDictionary:
             )
         return self._normal_taps_t
 
+    def _sparse_normal_taps(self) -> np.ndarray:
+        """:meth:`normal_taps` flipped for the sparse kernel (cached)."""
+        if self._normal_taps_flipped is None:
+            self._normal_taps_flipped = cpu_sparse.flip_taps(self.normal_taps())
+        return self._normal_taps_flipped
+
     def _correlate_sparse(self, src4, taps, row_offset, col_offset, row_sign=1, *finish,
                           out=None) -> tuple[np.ndarray, int, int]:
-        """:func:`cpu_sparse.correlate_sparse` of ``src4 (B, n_in, H, W)`` with ``taps``, the
-        store finished by ``finish = (base, scale, beta, kind)`` as for
-        :func:`mlverify.kernels.cpu.epilogue` (default: the plain correlation) into ``out`` (a
-        new array by default; it may be ``base``). Returns ``(out, non-finite count, non-zero
-        count)``."""
+        """:func:`cpu_sparse.correlate_sparse` of ``src4 (B, n_in, H, W)`` with ``taps``
+        (flipped, :func:`cpu_sparse.flip_taps`), the store finished by ``finish = (base, scale,
+        beta, kind)`` as for :func:`mlverify.kernels.cpu.epilogue` (default: the plain
+        correlation) into ``out`` (a new array by default; it may be ``base``). Returns ``(out,
+        non-finite count, non-zero count)``."""
         n_out = taps.shape[3]
         if out is None:
             out = np.empty((src4.shape[0], n_out) + src4.shape[2:], self.dtype)
@@ -472,8 +481,8 @@ class ConvDictionary:
         dense = target4.size * taps * (1 if synthesized is not None else 2)
         if sparse <= sparse_limit(self.n_atoms) * dense:
             n1, n2 = self._f4.shape[2:]
-            moved = self._correlate_sparse(codes4, self.normal_taps(), 1 - n1, 1 - n2, 1, codes4,
-                                           -step)[0]
+            moved = self._correlate_sparse(codes4, self._sparse_normal_taps(), 1 - n1, 1 - n2, 1,
+                                           codes4, -step)[0]
             out, bad, _ = self._correlate_sparse(target4, self._analysis_taps_t, 0, 0, 1, moved,
                                               step, betas, KINDS[kind], out=moved)
         else:

@@ -96,18 +96,19 @@ def test_correlate_sparse_every_block_width(case):
     dtype = src.dtype
     want = oracle_correlation(src, taps, row_sign, row_offset, col_offset)
     compressed = cpu_sparse.pixel_nonzeros(src)
+    flipped = cpu_sparse.flip_taps(taps)
     tol = tolerance(dtype)
     beta = np.abs(np.random.default_rng(0).standard_normal(taps.shape[3])).astype(dtype)
     for block in range(1, src.shape[3] + 1):
         out = np.full(want.shape, np.nan, dtype)
-        bad, nonzero = cpu_sparse.correlate_sparse(*compressed, taps, out, row_sign, row_offset,
+        bad, nonzero = cpu_sparse.correlate_sparse(*compressed, flipped, out, row_sign, row_offset,
                                                    col_offset, block, *cpu.epilogue(dtype))
         np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
         assert bad == 0 and nonzero == np.count_nonzero(out)
     plain = out  # the last block width; the fused threshold must see exactly these sums
     for kind, code in KINDS.items():
         out = np.full(want.shape, np.nan, dtype)
-        counts = cpu_sparse.correlate_sparse(*compressed, taps, out, row_sign, row_offset,
+        counts = cpu_sparse.correlate_sparse(*compressed, flipped, out, row_sign, row_offset,
                                              col_offset, src.shape[3],
                                              *cpu.epilogue(dtype, None, 1.0, beta, code))
         assert counts == (0, np.count_nonzero(out))
@@ -119,13 +120,13 @@ def test_correlate_sparse_every_block_width(case):
     # base + scale·correlation, stored in place over the base; a NaN in the base is counted
     base = np.random.default_rng(1).standard_normal(want.shape).astype(dtype)
     out = base.copy()
-    bad, _ = cpu_sparse.correlate_sparse(*compressed, taps, out, row_sign, row_offset,
+    bad, _ = cpu_sparse.correlate_sparse(*compressed, flipped, out, row_sign, row_offset,
                                          col_offset, src.shape[3], *cpu.epilogue(dtype, out, -0.5))
     np.testing.assert_allclose(out, base - 0.5 * want, rtol=tol, atol=tol)
     assert bad == 0
     base.flat[0] = np.nan
     out = np.empty_like(base)
-    bad, _ = cpu_sparse.correlate_sparse(*compressed, taps, out, row_sign, row_offset,
+    bad, _ = cpu_sparse.correlate_sparse(*compressed, flipped, out, row_sign, row_offset,
                                          col_offset, src.shape[3],
                                          *cpu.epilogue(dtype, base, 2.0, beta, 1))
     assert bad == 1
