@@ -614,6 +614,14 @@ def _rows(array):
     return array.reshape(array.shape[0], array.size // max(array.shape[0], 1))
 
 
+def partial_sums_for(a):
+    """The zeroed device array of partial sums ``(B, k)`` that :func:`problem_sums` writes for
+    arrays shaped like ``a`` (allocate it once, before the loop, without reading ``a``)."""
+    batch, n = _rows(a).shape
+    grid, _ = _grid2(n, batch, REDUCE_BLOCKS)
+    return _cuda.to_device(np.zeros((batch, grid[0]), np.float64))
+
+
 def problem_sums(op: int, a, b=None, c=None, *, active=None, out=None):
     """Per-problem float64 sums of :data:`OP_STEP_INNER`, :data:`OP_DIFF_SQUARES` or
     :data:`OP_NONZEROS` terms over device arrays of shape ``(B, …)``.
@@ -626,7 +634,7 @@ def problem_sums(op: int, a, b=None, c=None, *, active=None, out=None):
     rows = _rows(a)
     batch, n = rows.shape
     grid, threads = _grid2(n, batch, REDUCE_BLOCKS)
-    partials = _cuda.to_device(np.zeros((batch, grid[0]), np.float64)) if out is None else out
+    partials = partial_sums_for(a) if out is None else out
     if rows.size:
         _problem_sums[grid, threads](rows, rows if b is None else _rows(b),
                                      rows if c is None else _rows(c), op,

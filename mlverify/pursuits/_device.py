@@ -249,7 +249,7 @@ def fista(D: ConvDictionary, certificate: DualityGap, tol: float, max_iter: int,
     x, z = _cuda.to_device(start_codes), _cuda.to_device(start_codes)
     x_new = _cuda.device_array(codes4, dtype)
     residual = _cuda.device_array(y4.shape, dtype)
-    partials = ck.problem_sums(ck.OP_STEP_INNER, z, x_new, x)  # allocates the partial sums
+    partials = ck.partial_sums_for(z)  # (x_new is not written yet: not read)
     t = _cuda.to_device(np.ones(batch))
     coef = _cuda.to_device(np.zeros(batch, dtype))
     restarts, iterations = (_cuda.to_device(np.zeros(batch, np.int64)) for _ in range(2))
@@ -380,7 +380,7 @@ def ml_ista(model, y, lams, mu=None, t=None, *, max_iter: int = 1000, tol: float
     iterations = _cuda.to_device(np.zeros(batch, np.int64))
     active = _cuda.to_device(np.ones(batch, np.int32))
     state = _cuda.to_device(np.zeros(batch, np.int32))
-    partials = ck.problem_sums(ck.OP_DIFF_SQUARES, new, point)  # allocates the partial sums
+    partials = ck.partial_sums_for(new)  # (new and point are not written yet: not read)
 
     y_host = signal.host_copy().reshape(signal.canonical(layers[0].n_channels)[:2]
                                         + signal.spatial)
