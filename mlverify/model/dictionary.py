@@ -436,7 +436,7 @@ class ConvDictionary:
 
         the step of ISTA and of every layer of ML-ISTA (Sulam, Aberdam, Beck, Elad, TPAMI 2019),
         with :math:`T` the threshold ``kind``. The route is the cheaper by the cost model of
-        :data:`SPARSE_DENSITY`:
+        :func:`sparse_limit` (into the ``m`` atoms):
 
         - *sparse*: :math:`\Gamma - \eta D^TD\Gamma` through the Gram taps of :meth:`normal`,
           then :math:`+\eta D^TV` with the threshold in the store, both with the sparse-input
