@@ -104,14 +104,41 @@ def solve_frequencies_reference(spectra, kinv, signal, w, scale):
     w[...] = scale * (v - np.einsum("cmk,bck->bmk", np.conj(spectra), coef))
 
 
+@njit(parallel=True, cache=True)
+def frequency_gram(spectra):  # pragma: no cover - compiled
+    r""":math:`G_k = M_k M_k^H` for every frequency, ``(F, c, c)`` complex128, from the
+    ``(c, m, F)`` complex128 ``spectra`` (:math:`G_k[a, b] = \sum_f M_k[a, f]\,
+    \overline{M_k[b, f]}`, summed over atoms in order). Each task owns one frequency."""
+    channels, atoms, nfreq = spectra.shape
+    gram = np.zeros((nfreq, channels, channels), np.complex128)
+    for k in prange(nfreq):
+        for a in range(channels):
+            for b in range(channels):
+                acc = 0j
+                for f in range(atoms):
+                    acc += spectra[a, f, k] * np.conj(spectra[b, f, k])
+                gram[k, a, b] = acc
+    return gram
+
+
+def frequency_gram_reference(spectra: np.ndarray) -> np.ndarray:
+    """NumPy oracle of :func:`frequency_gram`."""
+    return np.einsum("cmk,dmk->kcd", spectra, np.conj(spectra))
+
+
 def woodbury_factor(gram: np.ndarray, rho: float, dtype) -> np.ndarray:
     r""":math:`K_k = (\rho I_c + G_k)^{-1}` for every frequency, shape ``(c, c, F)``.
 
     ``gram`` holds :math:`G_k = M_k M_k^H` as ``(F, c, c)`` complex128; the inverse is computed in
-    complex128 and returned as ``dtype`` (complex64 or complex128).
+    complex128 and returned as ``dtype`` (complex64 or complex128). With one channel it is the
+    reciprocal :math:`1/(\rho + \|a_k\|^2)` (Sherman–Morrison), without LAPACK's per-matrix
+    overhead.
     """
-    shifted = gram + rho * np.eye(gram.shape[1])
-    return np.ascontiguousarray(np.moveaxis(np.linalg.inv(shifted), 0, -1).astype(dtype))
+    if gram.shape[1] == 1:
+        inverse = 1.0 / (gram.real + rho)
+    else:
+        inverse = np.linalg.inv(gram + rho * np.eye(gram.shape[1]))
+    return np.ascontiguousarray(np.moveaxis(inverse, 0, -1).astype(dtype))
 
 
 @njit(inline="always", cache=True)

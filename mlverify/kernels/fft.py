@@ -129,16 +129,21 @@ class SpectralConvolution:
         Signal shape (each at least the kernel size).
     workers : int
         ``scipy.fft`` threads.
+    spectra : ndarray, optional
+        The filters' float64 spectra ``rfftn(filters, s=spatial)`` when the caller has them
+        (:meth:`mlverify.model.dictionary.ConvDictionary.spectra`); computed here otherwise.
     """
 
-    def __init__(self, filters: np.ndarray, spatial: tuple[int, ...], workers: int = 1) -> None:
+    def __init__(self, filters: np.ndarray, spatial: tuple[int, ...], workers: int = 1,
+                 spectra: np.ndarray | None = None) -> None:
         self.dtype = filters.dtype
         self.spatial = tuple(spatial)
         self.ndim = len(self.spatial)
         self.axes = tuple(range(-self.ndim, 0))
         self.workers = workers
-        spectra = scipy.fft.rfftn(filters.astype(np.float64), s=self.spatial, axes=self.axes,
-                                  workers=workers)
+        if spectra is None:
+            spectra = scipy.fft.rfftn(filters.astype(np.float64), s=self.spatial, axes=self.axes,
+                                      workers=workers)
         self.spectra = spectra.astype(np.result_type(self.dtype, np.complex64))
         self.freq_shape = spectra.shape[2:]
 

@@ -29,6 +29,8 @@ SPARSE_FULL_OUT = 32
 #: slower than the dense kernel at any measured density (float32, 32 atoms into 2 channels at
 #: density 0.05: 8.1 against 4.7 ms).
 SPARSE_MIN_OUT = 3
+#: Spatial shapes whose filter spectra a dictionary keeps (:meth:`ConvDictionary.spectra`).
+SPECTRA_KEPT = 2
 
 
 def sparse_limit(n_out: int, density: float = SPARSE_DENSITY) -> float:
@@ -111,6 +113,7 @@ class ConvDictionary:
         self._f4 = array.reshape(array.shape[:2] + (1,) * (4 - array.ndim) + array.shape[2:])
         # Synthesis runs the analysis kernel with transposed, x-flipped taps (cpu.correlate).
         self._spectral_norms: dict[tuple[int, ...], float] = {}
+        self._spectra: dict[tuple[int, ...], np.ndarray] = {}
         self._synthesis_taps = np.ascontiguousarray(self._f4.transpose(1, 0, 2, 3)[..., ::-1])
         # The sparse-input kernel takes taps (n_in, n1, n2, n_out), flipped along the columns
         # (cpu_sparse.flip_taps).
@@ -522,12 +525,28 @@ class ConvDictionary:
             self._spectral_norms[spatial] = self._exact_spectral_norm(spatial)
         return self._spectral_norms[spatial]
 
+    def spectra(self, spatial_shape) -> np.ndarray:
+        r"""The DFT of every filter zero-padded to ``spatial_shape``, in float64 (read-only).
+
+        ``spectra(S)[f, c] = rfftn(filters[f, c], s=S)``, shape ``(m, c, *S[:-1], S[-1]//2 + 1)``:
+        the half spectrum of real filters, :math:`\hat A[f, c, k]` of
+        :mod:`mlverify.kernels.fft`. Computed once per shape and kept for the last
+        :data:`SPECTRA_KEPT` shapes, so a solver and its certificate share one computation.
+        """
+        spatial = self._spatial_shape(spatial_shape)
+        if spatial not in self._spectra:
+            axes = tuple(range(2, 2 + self.spatial_ndim))
+            spectra = scipy.fft.rfftn(self._filters.astype(np.float64), s=spatial, axes=axes,
+                                      workers=cpu.thread_count())
+            spectra.setflags(write=False)
+            while len(self._spectra) >= SPECTRA_KEPT:
+                del self._spectra[next(iter(self._spectra))]  # the oldest shape
+            self._spectra[spatial] = spectra
+        return self._spectra[spatial]
+
     def _exact_spectral_norm(self, spatial: tuple[int, ...]) -> float:
-        axes = tuple(range(2, 2 + self.spatial_ndim))
         # Real filters: frequency k and -k have conjugate responses, so the half spectrum suffices.
-        response = scipy.fft.rfftn(
-            self._filters.astype(np.float64), s=spatial, axes=axes, workers=-1
-        ).reshape(self.n_atoms, self.n_channels, -1)
+        response = self.spectra(spatial).reshape(self.n_atoms, self.n_channels, -1)
         # ‖Â(k)‖_F² bounds σ_max(Â(k))² from above: visit frequencies by decreasing Frobenius norm
         # and stop once no remaining one can beat the largest exact eigenvalue found so far.
         frobenius = np.sum(np.abs(response) ** 2, axis=(0, 1))

@@ -108,12 +108,12 @@ class _ADMM:
         self.lam = lam
         self.nonneg = nonneg
 
-        spec = scipy.fft.rfftn(D.filters.astype(np.float64), s=self.spatial, axes=self.axes,
-                               workers=self.workers)
+        spec = D.spectra(self.spatial)
         self.freq_shape = spec.shape[2:]
         nfreq = math.prod(self.freq_shape)
-        spec = np.swapaxes(spec.reshape(m, c, nfreq), 0, 1)
-        self.gram = np.einsum("cmk,dmk->kcd", spec, np.conj(spec))
+        spec = np.ascontiguousarray(np.swapaxes(spec.reshape(m, c, nfreq), 0, 1))
+        gram = cpu_admm.frequency_gram_reference if engine == "numpy" else cpu_admm.frequency_gram
+        self.gram = gram(spec)
         self.spectra = np.ascontiguousarray(spec.astype(self.cdtype))
         self.y_hat = self._fft(y.reshape((batch, c, *self.spatial))).astype(self.cdtype)
 
@@ -139,6 +139,7 @@ class _ADMM:
                            fftw=False if engine == "numpy" else None)
 
         self.set_rho(50.0 * lam + 1.0 if rho is None else rho)
+        self.cold = x0 is None  # Z = 0 until the first iteration
         if x0 is None:
             self.z = np.zeros(shape, self.dtype)
             self.u = np.zeros(shape, self.dtype)
@@ -326,7 +327,8 @@ def _iterate(
     }
 
     def check(iteration: int, r: float, s: float, final: bool = False) -> float:
-        view = state.view()
+        # a cold start's Z = 0 is passed as None: the certificate then needs no transform
+        view = None if iteration == 0 and state.cold else state.view()
         values = certificate.certificates(view) if final else certificate.stopping_test(view, tol)
         values.update(iteration=iteration, objective=values["primal"],
                       relative_duality_gap=values["rel_gap"], primal_residual=r, dual_residual=s,

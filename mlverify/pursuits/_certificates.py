@@ -211,7 +211,8 @@ class DualityGap:
         if taps < SPECTRAL_TAPS or self.engine == "numpy":
             return None
         spatial = self.y.shape[-self.D.spatial_ndim:]
-        return SpectralConvolution(self.D.filters, spatial, workers=cpu.thread_count())
+        return SpectralConvolution(self.D.filters, spatial, workers=cpu.thread_count(),
+                                   spectra=self.D.spectra(spatial))
 
     def _ray_dual(self, r: np.ndarray, dtr: np.ndarray) -> np.ndarray:
         """Best dual value per batch element on the ray ``s·r``, ``s >= 0`` feasible."""
@@ -227,33 +228,45 @@ class DualityGap:
         return np.where(norm2 > 0, s * inner - 0.5 * s * s * norm2, 0.0)
 
     def certificates(self, codes, estimate: bool = False) -> dict[str, float]:
-        """Primal, dual, relative gap and KKT residual of ``codes`` from one analysis.
+        r"""Primal, dual, relative gap and KKT residual of ``codes`` from one analysis.
 
         Returns a dict with keys ``"primal"``, ``"dual"``, ``"rel_gap"``, ``"kkt"`` (see
         :func:`relative_duality_gap` and :func:`kkt_residual`) and ``"certified"``. With
         ``estimate`` and large filters the values are estimates through the DFT, in the
         dictionary's precision with float64 sums (``"certified"`` false, ``"kkt"`` not computed:
-        ``nan``); see the module docstring.
+        ``nan``); see the module docstring. ``codes=None`` stands for :math:`\Gamma = 0` (a
+        solver's cold start): the residual is :math:`y` and its analysis the cached
+        :math:`D^Ty`, so no synthesis or analysis runs.
         """
+        if codes is not None:
+            codes = check_codes(self.D, "codes", codes, self.y)
+        if self._y64.size == 0:  # an empty batch: nothing to certify
+            return {"primal": 0.0, "dual": 0.0, "rel_gap": 0.0, "kkt": 0.0, "certified": True}
         spectral = self._spectral if estimate else None
         if spectral is not None:
-            return self._estimate(spectral, check_codes(self.D, "codes", codes, self.y))
-        codes64 = self._codes64(codes)
-        if codes64.size == 0:  # an empty batch: nothing to certify
-            return {"primal": 0.0, "dual": 0.0, "rel_gap": 0.0, "kkt": 0.0, "certified": True}
-        r = self._residual(codes64)
-        g = self._d64.analyze(r, engine=self.engine)
-        values = self._gap(self._flat(codes64), self._flat(r), self._flat(g),
+            return self._estimate(spectral, codes)
+        if codes is None:
+            d = self.D.spatial_ndim
+            shape = (*self.y.shape[: -d - 1], self.D.n_atoms, *self.y.shape[-d:])
+            codes64, r, g = np.zeros(shape), self._y64, self._dty.reshape(shape)
+        else:
+            codes64 = codes.astype(np.float64)
+            r = self._residual(codes64)
+            g = self._d64.analyze(r, engine=self.engine)
+        values = self._gap(None if codes is None else self._flat(codes64), self._flat(r),
+                           self._flat(g),
                            analyze=lambda v: self._d64.analyze(v, engine=self.engine))
         values["kkt"] = math.inf if values["primal"] == math.inf else self._kkt(codes64, g)
         return values
 
-    def _estimate(self, spectral: SpectralConvolution, codes: np.ndarray) -> dict[str, float]:
-        if codes.size == 0:
-            return {"primal": 0.0, "dual": 0.0, "rel_gap": 0.0, "kkt": 0.0, "certified": True}
-        r = self._y64 - spectral.synthesize(codes)
-        g = spectral.analyze(r.astype(self.D.dtype))
-        values = self._gap(self._flat(codes), self._flat(r), self._flat(g), estimate=True,
+    def _estimate(self, spectral: SpectralConvolution, codes: np.ndarray | None) -> dict:
+        if codes is None:
+            r, g = self._y64, self._dty_estimate
+        else:
+            r = self._y64 - spectral.synthesize(codes)
+            g = self._flat(spectral.analyze(r.astype(self.D.dtype)))
+        values = self._gap(None if codes is None else self._flat(codes), self._flat(r), g,
+                           estimate=True,
                            analyze=lambda v: spectral.analyze(v.astype(self.D.dtype)))
         values.update(kkt=math.nan, certified=False)
         return values
@@ -264,22 +277,27 @@ class DualityGap:
         return self._ray_dual(self._yflat, self._dty)
 
     @functools.cached_property
+    def _dty_estimate(self) -> np.ndarray:
+        """:math:`D^Ty` through the DFT, ``(batch, m·∏S)`` (an estimate)."""
+        return self._flat(self._spectral.analyze(self.y))
+
+    @functools.cached_property
     def _y_ray_estimate(self) -> np.ndarray:
         """Dual values on the ray of :math:`y` with :math:`D^Ty` through the DFT (estimates)."""
-        return self._ray_dual(self._yflat, self._flat(self._spectral.analyze(self.y)))
+        return self._ray_dual(self._yflat, self._dty_estimate)
 
-    def _gap(self, flat_codes: np.ndarray, rflat: np.ndarray, gflat: np.ndarray,
+    def _gap(self, flat_codes: np.ndarray | None, rflat: np.ndarray, gflat: np.ndarray,
              estimate: bool = False, analyze=None) -> dict:
-        """Primal, dual and relative gap from the residual and its analysis (flat per batch);
-        ``estimate``: the ray of :math:`y` from the DFT :math:`D^Ty` (else the certified one);
-        ``analyze`` (:math:`D^T` of a signal) evaluates the extrapolated dual candidate, when
-        there is one."""
+        r"""Primal, dual and relative gap from the residual and its analysis (flat per batch;
+        ``flat_codes=None``: :math:`\Gamma = 0`); ``estimate``: the ray of :math:`y` from the
+        DFT :math:`D^Ty` (else the certified one); ``analyze`` (:math:`D^T` of a signal)
+        evaluates the extrapolated dual candidate, when there is one."""
         self._last_residual = rflat
-        if not self._feasible(flat_codes):
+        penalty = 0.0 if flat_codes is None else float(np.abs(flat_codes).sum(dtype=np.float64))
+        if flat_codes is not None and not self._feasible(flat_codes):
             primal = math.inf
         else:
-            primal = 0.5 * float(np.einsum("bi,bi->", rflat, rflat)) + self.lam * float(
-                np.abs(flat_codes).sum(dtype=np.float64))
+            primal = 0.5 * float(np.einsum("bi,bi->", rflat, rflat)) + self.lam * penalty
         duals = [self._ray_dual(rflat, gflat), self._y_ray_estimate if estimate else self._y_ray]
         extrapolated = self._extrapolated() if analyze is not None else None
         if extrapolated is not None:
@@ -290,11 +308,11 @@ class DualityGap:
                 "certified": True}
 
     def stopping_test(self, codes, tol: float) -> dict[str, float]:
-        """:meth:`certificates` for the stopping rule ``rel_gap <= tol``.
+        r""":meth:`certificates` for the stopping rule ``rel_gap <= tol``.
 
         An estimate first; the certified values only once the estimate is at or below ``tol``
         (or when no cheaper estimate exists), so a solver stops on a rigorous certificate while
-        most checks cost a DFT evaluation.
+        most checks cost a DFT evaluation. ``codes=None`` stands for :math:`\Gamma = 0`.
         """
         values = self.certificates(codes, estimate=True)
         self._residuals = [*self._residuals[-EXTRAPOLATION:], self._last_residual]

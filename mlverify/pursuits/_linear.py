@@ -162,13 +162,11 @@ class ConvChain(Operator):
 
     def response(self) -> np.ndarray:
         """Per-frequency matrices ``(F, out_channels, in_channels)`` over the real-FFT grid."""
-        axes = tuple(range(-len(self.spatial), 0))
         half = (*self.spatial[:-1], self.spatial[-1] // 2 + 1)
         n_freq = int(np.prod(half))
         total = np.broadcast_to(np.eye(self.in_shape[0]), (n_freq,) + (self.in_shape[0],) * 2)
         for layer in reversed(self.layers):
-            filters = layer.filters.astype(np.float64)
-            spectrum = scipy.fft.rfftn(filters, s=self.spatial, axes=axes)
+            spectrum = layer.spectra(self.spatial)
             per_freq = np.moveaxis(spectrum.reshape(layer.n_atoms, layer.n_channels, n_freq), -1, 0)
             total = np.swapaxes(per_freq, 1, 2) @ total
         return total

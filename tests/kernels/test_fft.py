@@ -22,6 +22,7 @@ def test_spectral_equals_dense_matrix(ndim, m, c, n, extra, batch, dtype, seed):
     filters = rng.standard_normal((m, c, *kernel)).astype(dtype)
     D = ConvDictionary(filters)
     op = SpectralConvolution(filters, spatial)
+    shared = SpectralConvolution(filters, spatial, spectra=D.spectra(spatial))
     codes = rng.standard_normal((*batch, m, *spatial)).astype(dtype)
     signal = rng.standard_normal((*batch, c, *spatial)).astype(dtype)
     dense = D.to_dense(spatial).astype(np.float64)
@@ -36,6 +37,8 @@ def test_spectral_equals_dense_matrix(ndim, m, c, n, extra, batch, dtype, seed):
     expected = signal.reshape(-1, dense.shape[0]).astype(np.float64) @ dense
     np.testing.assert_allclose(analysis.reshape(expected.shape), expected, rtol=rtol,
                                atol=rtol * np.abs(expected).max())
+    np.testing.assert_array_equal(shared.synthesize(codes), synth)  # the dictionary's spectra
+    np.testing.assert_array_equal(shared.analyze(signal), analysis)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -190,6 +190,34 @@ def test_spectral_norm_many_frequencies(shape, spatial):
     assert D.spectral_norm(spatial) == D.spectral_norm(spatial)
 
 
+@pytest.mark.parametrize(("shape", "spatial"), [((3, 2, 5, 4), (16, 9)), ((2, 3, 7), (30,))])
+def test_spectra_are_the_padded_dfts_kept_per_shape(shape, spatial, monkeypatch):
+    """``spectra(S)`` is the DFT of every filter on the grid ``S`` (against the DFT matrix of
+    the padded filter), read-only, computed once per shape; the oldest shape is dropped."""
+    from mlverify.model import dictionary
+
+    filters = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    D = ConvDictionary(filters)
+    spectra = D.spectra(spatial)
+    padded = np.zeros((*shape[:2], *spatial))
+    padded[(Ellipsis, *(slice(0, n) for n in shape[2:]))] = filters
+    want = padded
+    for axis, size in enumerate(spatial, start=2):  # DFT matrix per axis, in float64
+        k = np.arange(size)
+        want = np.moveaxis(np.tensordot(np.exp(-2j * np.pi * np.outer(k, k) / size), want,
+                                        axes=([1], [axis])), 0, axis)
+    want = want[..., : spatial[-1] // 2 + 1]
+    assert spectra.dtype == np.complex128 and spectra.shape == want.shape
+    np.testing.assert_allclose(spectra, want, rtol=0, atol=1e-12 * np.abs(want).max())
+    assert not spectra.flags.writeable and D.spectra(spatial) is spectra
+    monkeypatch.setattr(dictionary, "SPECTRA_KEPT", 2)
+    others = [tuple(n + extra for n in spatial) for extra in (1, 2)]
+    assert D.spectra(others[0]) is D.spectra(others[0]) and D.spectra(spatial) is spectra
+    D.spectra(others[1])  # a third shape: the oldest (spatial) is dropped
+    assert D.spectra(spatial) is not spectra
+    np.testing.assert_array_equal(D.spectra(spatial), spectra)
+
+
 def test_convention_by_hand():
     """THEORY.md §1 on a literal example: atom at p covers p, p+1, p+2 (mod 5) with taps 1, 2, 3."""
     D = ConvDictionary([[[1.0, 2.0, 3.0]]])

@@ -178,6 +178,32 @@ def test_lam_at_or_above_lam_max_gives_zero(nonneg):
     assert below.codes[0].any() and below.status == "converged"
 
 
+@pytest.mark.parametrize("nonneg", [False, True])
+@pytest.mark.parametrize(("filters", "spatial"), [((3, 2, 5), (20,)), ((4, 1, 6, 6), (14, 12))])
+def test_certificates_of_none_are_those_of_zero_codes(filters, spatial, nonneg):
+    """``codes=None`` (a cold start, no transform) gives the values of explicit zero codes: the
+    certified ones, the DFT estimates (36 taps: spectral) and the stopping test, with a batch
+    and a support."""
+    from mlverify.pursuits._certificates import DualityGap
+
+    rng = np.random.default_rng(11)
+    D = ConvDictionary(rng.standard_normal(filters)).normalized()
+    y = rng.standard_normal((2, filters[1], *spatial))
+    support = rng.random((filters[0], *spatial)) < 0.7
+    zeros = np.zeros((2, filters[0], *spatial))
+    for kwargs in ({}, {"support": support}):
+        def fresh():
+            return DualityGap(D, y, 0.3, nonneg=nonneg, **kwargs)  # noqa: B023
+        for estimate in (False, True):
+            got = fresh().certificates(None, estimate=estimate)
+            want = fresh().certificates(zeros, estimate=estimate)
+            assert got.keys() == want.keys()
+            for key in got:
+                assert got[key] == pytest.approx(want[key], rel=1e-12, nan_ok=True), key
+        got, want = fresh().stopping_test(None, 1e-3), fresh().stopping_test(zeros, 1e-3)
+        assert got["rel_gap"] == pytest.approx(want["rel_gap"], rel=1e-12)
+
+
 def test_zero_signal_gives_zero_codes_and_zero_gap():
     D, y, _ = make_problem((3, 1, 5), (20,), seed=7)
     result = basis_pursuit(D, np.zeros_like(y), 0.1)
