@@ -152,6 +152,45 @@ def _relaxed(xv, zold, uv, alpha, keep, beta, low):  # pragma: no cover - compil
     return znew, uv + (relaxed - znew)
 
 
+@njit(inline="always", cache=True)
+def _step_span(x, z, u, w, alpha, keep, beta, low):  # pragma: no cover - compiled
+    """The relaxed update on one span of 1-D slices (no sums: the loop vectorises)."""
+    for j in range(x.shape[0]):
+        znew, unew = _relaxed(x[j], z[j], u[j], alpha, keep, beta, low)
+        z[j] = znew
+        u[j] = unew
+        w[j] = znew - unew
+
+
+@njit(inline="always", cache=True)
+def _update_span(x, z, u, w, alpha, keep, beta, low, sums):  # pragma: no cover - compiled
+    """The relaxed update on one span of 1-D slices; its :data:`N_SUMS` sums into ``sums``."""
+    s_primal = 0.0
+    s_dual = 0.0
+    s_x = 0.0
+    s_z = 0.0
+    s_u = 0.0
+    for j in range(x.shape[0]):
+        xv = x[j]
+        zold = z[j]
+        znew, unew = _relaxed(xv, zold, u[j], alpha, keep, beta, low)
+        z[j] = znew
+        u[j] = unew
+        w[j] = znew - unew
+        d_primal = np.float64(xv - znew)
+        d_dual = np.float64(znew - zold)
+        s_primal += d_primal * d_primal
+        s_dual += d_dual * d_dual
+        s_x += np.float64(xv) * np.float64(xv)
+        s_z += np.float64(znew) * np.float64(znew)
+        s_u += np.float64(unew) * np.float64(unew)
+    sums[0] = s_primal
+    sums[1] = s_dual
+    sums[2] = s_x
+    sums[3] = s_z
+    sums[4] = s_u
+
+
 @njit(parallel=True, cache=True)
 def relaxed_step(x, z, u, w, alpha, keep, beta, low, block):  # pragma: no cover - compiled
     r"""The relaxed z/u-update of :func:`relaxed_update` without the sums.
@@ -166,12 +205,7 @@ def relaxed_step(x, z, u, w, alpha, keep, beta, low, block):  # pragma: no cover
         j0 = (task % n_blocks) * block
         j1 = min(size, j0 + block)
         # slices indexed from 0: no negative-index wrap-around, so the loop vectorises
-        xr, zr, ur, wr = x[r, j0:j1], z[r, j0:j1], u[r, j0:j1], w[r, j0:j1]
-        for j in range(j1 - j0):
-            znew, unew = _relaxed(xr[j], zr[j], ur[j], alpha, keep, beta, low)
-            zr[j] = znew
-            ur[j] = unew
-            wr[j] = znew - unew
+        _step_span(x[r, j0:j1], z[r, j0:j1], u[r, j0:j1], w[r, j0:j1], alpha, keep, beta, low)
 
 
 @njit(parallel=True, cache=True)
@@ -191,31 +225,72 @@ def relaxed_update(x, z, u, w, alpha, keep, beta, low, block, sums):  # pragma: 
         r = task // n_blocks
         j0 = (task % n_blocks) * block
         j1 = min(size, j0 + block)
-        xr, zr, ur, wr = x[r, j0:j1], z[r, j0:j1], u[r, j0:j1], w[r, j0:j1]
-        s_primal = 0.0
-        s_dual = 0.0
-        s_x = 0.0
-        s_z = 0.0
-        s_u = 0.0
-        for j in range(j1 - j0):
-            xv = xr[j]
-            zold = zr[j]
-            znew, unew = _relaxed(xv, zold, ur[j], alpha, keep, beta, low)
-            zr[j] = znew
-            ur[j] = unew
-            wr[j] = znew - unew
-            d_primal = np.float64(xv - znew)
-            d_dual = np.float64(znew - zold)
-            s_primal += d_primal * d_primal
-            s_dual += d_dual * d_dual
-            s_x += np.float64(xv) * np.float64(xv)
-            s_z += np.float64(znew) * np.float64(znew)
-            s_u += np.float64(unew) * np.float64(unew)
-        sums[task, 0] = s_primal
-        sums[task, 1] = s_dual
-        sums[task, 2] = s_x
-        sums[task, 3] = s_z
-        sums[task, 4] = s_u
+        _update_span(x[r, j0:j1], z[r, j0:j1], u[r, j0:j1], w[r, j0:j1], alpha, keep, beta, low,
+                     sums[task])
+
+
+# ----------------------------------------------------------------------------- row by row
+# The same iteration, one code row (batch element b, atom f) at a time, so that a thread keeps
+# the row's spectrum and its real transforms in cache between the steps (see
+# mlverify.pursuits._bp_admm). Serial kernels without the GIL: threads run them side by side.
+
+
+@njit(nogil=True, cache=True)
+def row_solution(v, row, spectra, f, coef, b, scale, out):  # pragma: no cover - compiled
+    r"""``out`` ← ``scale`` · row ``row`` of the solution, :math:`\hat x_{bf} = v_{bf} -
+    \sum_c \overline{M[c, f]}\,K(Mv)_{bc}`, from ``coef[b]`` = :math:`K_k (M_k v_k)` (see
+    :func:`woodbury_apply`); ``v (R, F)``, ``spectra (c, m, F)``, ``coef (B, c, F)``."""
+    channels, _, nfreq = spectra.shape
+    for k in range(nfreq):
+        out[k] = v[row, k]
+    for c in range(channels):
+        for k in range(nfreq):
+            out[k] -= np.conj(spectra[c, f, k]) * coef[b, c, k]
+    for k in range(nfreq):
+        out[k] *= scale
+
+
+@njit(nogil=True, cache=True)
+def row_rhs(w_hat, spectra, f, signal, b, v, row, proj):  # pragma: no cover - compiled
+    r"""Row ``row`` of :math:`v = \hat w + M^H\hat s/\rho` from the row's spectrum ``w_hat``
+    (``signal (B, c, F)`` = :math:`\hat s/\rho`), and its share of the projection:
+    ``proj[c] += M[c, f] v_{bf}`` (``proj (c, F)``, the caller's partial sum for batch ``b``)."""
+    channels, _, nfreq = spectra.shape
+    for k in range(nfreq):
+        v[row, k] = w_hat[k]
+    for c in range(channels):
+        for k in range(nfreq):
+            v[row, k] += np.conj(spectra[c, f, k]) * signal[b, c, k]
+    for c in range(channels):
+        for k in range(nfreq):
+            proj[c, k] += spectra[c, f, k] * v[row, k]
+
+
+@njit(cache=True)
+def woodbury_apply(kinv, partial, coef):  # pragma: no cover - compiled
+    r"""``coef[b, c] = \sum_d K[c, d] \sum_t partial[t, b, d]``: the Woodbury coefficients
+    :math:`K_k M_k v_k` from the threads' partial projections ``partial (T, B, c, F)``."""
+    threads, batch, channels, nfreq = partial.shape
+    for b in range(batch):
+        for c in range(channels):
+            for k in range(nfreq):
+                coef[b, c, k] = 0
+            for d in range(channels):
+                for t in range(threads):
+                    for k in range(nfreq):
+                        coef[b, c, k] += kinv[c, d, k] * partial[t, b, d, k]
+
+
+@njit(nogil=True, cache=True)
+def row_step(x, z, u, w, alpha, keep, beta, low):  # pragma: no cover - compiled
+    """:func:`relaxed_step` on one row (1-D arrays), serial."""
+    _step_span(x, z, u, w, alpha, keep, beta, low)
+
+
+@njit(nogil=True, cache=True)
+def row_update(x, z, u, w, alpha, keep, beta, low, sums):  # pragma: no cover - compiled
+    """:func:`relaxed_update` on one row (1-D arrays), serial; its sums into ``sums``."""
+    _update_span(x, z, u, w, alpha, keep, beta, low, sums)
 
 
 def relaxed_update_reference(x, z, u, w, alpha, keep, beta, low, sums=None):

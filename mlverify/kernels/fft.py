@@ -34,10 +34,16 @@ except ImportError:  # pragma: no cover - depends on the environment
 FFTW_SIZE = 1 << 20
 
 
+def fftw_planned(size: int) -> bool:
+    """Whether transforms of ``size`` real values run FFTW plans (pyfftw present, at least
+    :data:`FFTW_SIZE` values) rather than ``scipy.fft``."""
+    return pyfftw is not None and size >= FFTW_SIZE
+
+
 def _transform(name: str, array: np.ndarray, **options) -> np.ndarray:
     """``scipy.fft.<name>``, or pyfftw's drop-in for it with cached FFTW_MEASURE plans for
     arrays of at least :data:`FFTW_SIZE` values."""
-    if fftw_scipy is None or array.size < FFTW_SIZE:
+    if not fftw_planned(array.size):
         return getattr(scipy.fft, name)(array, **options)
     pyfftw.interfaces.cache.enable()
     return getattr(fftw_scipy, name)(array, planner_effort="FFTW_MEASURE", **options)
@@ -73,7 +79,7 @@ class RealDFT:
         spectrum_shape = (*shape[:-1], shape[-1] // 2 + 1)
         cdtype = np.result_type(dtype, np.complex64)
         if fftw is None:
-            fftw = pyfftw is not None and math.prod(shape) >= FFTW_SIZE
+            fftw = fftw_planned(math.prod(shape))
         if fftw and pyfftw is None:
             raise ImportError("fftw=True needs pyfftw (pip install pyfftw)")
         self.fftw = bool(fftw)

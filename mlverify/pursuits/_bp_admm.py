@@ -54,13 +54,14 @@ from __future__ import annotations
 import functools
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft
 
 from .._validate import check_engine, check_nonnegative, check_positive_int
 from ..kernels import cpu, cpu_admm
-from ..kernels.fft import RealDFT
+from ..kernels.fft import RealDFT, fftw_planned
 from ._certificates import DualityGap
 from ._checks import check_codes, check_dictionary, check_signal
 from ._result import PursuitResult
@@ -119,25 +120,10 @@ class _ADMM:
 
         shape = (batch, m, *self.spatial)
         rows, size = batch * m, math.prod(self.spatial)
-        if engine == "numpy":
-            self._solve = cpu_admm.solve_frequencies_reference
-            self._update = cpu_admm.relaxed_update_reference
-            self._step = cpu_admm.relaxed_update_reference
-            self.sums = np.zeros((1, cpu_admm.N_SUMS))
-        else:
-            self._solve = functools.partial(
-                cpu_admm.solve_frequencies, block=_block(batch, nfreq, _FREQ_BLOCK)
-            )
-            ublock = _block(rows, size, _UPDATE_BLOCK)
-            self._update = functools.partial(cpu_admm.relaxed_update, block=ublock)
-            self._step = functools.partial(cpu_admm.relaxed_step, block=ublock)
-            self.sums = np.zeros((rows * -(-size // ublock), cpu_admm.N_SUMS))
         self.flat = (rows, size)
-        # The iteration's transforms on arrays they own (FFTW plans when large, see RealDFT);
-        # the NumPy oracle engine stays on scipy.fft.
-        self.dft = RealDFT(shape, self.dtype, d, self.workers,
-                           fftw=False if engine == "numpy" else None)
-
+        self.inverse_size = self.cdtype.type(1.0 / size)
+        self.relax = self.dtype.type(RELAX)
+        self.keep = self.dtype.type(1.0 - RELAX)
         self.set_rho(50.0 * lam + 1.0 if rho is None else rho)
         self.cold = x0 is None  # Z = 0 until the first iteration
         if x0 is None:
@@ -150,11 +136,30 @@ class _ADMM:
             model = np.einsum("cmk,bmk->bck", self.spectra, x_hat)
             back = np.einsum("cmk,bck->bmk", np.conj(self.spectra), self.y_hat - model)
             self.u = self._ifft(back * self.inv_rho)
-        self.w = self.dft.real_in  # the forward transform's input: w = z - u
-        np.subtract(self.z, self.u, out=self.w)
-        self.inverse_size = self.cdtype.type(1.0 / math.prod(self.spatial))
-        self.relax = self.dtype.type(RELAX)
-        self.keep = self.dtype.type(1.0 - RELAX)
+
+        self.sweep: _RowSweep | None = None
+        if engine == "numpy":
+            self._solve = cpu_admm.solve_frequencies_reference
+            self._update = cpu_admm.relaxed_update_reference
+            self._step = cpu_admm.relaxed_update_reference
+            self.sums = np.zeros((1, cpu_admm.N_SUMS))
+        elif fftw_planned(rows * size):  # large: row by row, each row's transforms in cache
+            self.sweep = _RowSweep(self, min(self.workers, rows))
+        else:
+            self._solve = functools.partial(
+                cpu_admm.solve_frequencies, block=_block(batch, nfreq, _FREQ_BLOCK)
+            )
+            ublock = _block(rows, size, _UPDATE_BLOCK)
+            self._update = functools.partial(cpu_admm.relaxed_update, block=ublock)
+            self._step = functools.partial(cpu_admm.relaxed_step, block=ublock)
+            self.sums = np.zeros((rows * -(-size // ublock), cpu_admm.N_SUMS))
+        if self.sweep is None:
+            # The iteration's transforms on arrays they own (scipy.fft below the FFTW size);
+            # the NumPy oracle engine stays on scipy.fft.
+            self.dft = RealDFT(shape, self.dtype, d, self.workers,
+                               fftw=False if engine == "numpy" else None)
+            self.w = self.dft.real_in  # the forward transform's input: w = z - u
+        self._refresh()
 
     def _fft(self, array):
         out = scipy.fft.rfftn(array, axes=self.axes, workers=self.workers)
@@ -178,11 +183,21 @@ class _ADMM:
         """Multiply ρ by ``factor`` and the scaled dual U by ``1/factor``."""
         self.set_rho(self.rho_value * factor)
         self.u *= self.dtype.type(1.0 / factor)
-        np.subtract(self.z, self.u, out=self.w)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """The next step's input from Z, U and ρ: :math:`w = z - u` (row by row: the
+        right-hand side spectra and the Woodbury coefficients, see :class:`_RowSweep`)."""
+        if self.sweep is not None:
+            self.sweep.prime()
+        else:
+            np.subtract(self.z, self.u, out=self.w)
 
     def step(self, with_sums: bool = True) -> np.ndarray | None:
         """One ADMM iteration; the sums of :data:`cpu_admm.N_SUMS` (float64) when asked for
         (the update loop without them is vectorised and about 3× faster), else ``None``."""
+        if self.sweep is not None:
+            return self.sweep.step(with_sums)
         w_hat = self.dft.forward()
         # the solve scales by 1/N: the inverse transform runs unnormalised (one pass fewer)
         self._solve(self.spectra, self.kinv, self.signal, w_hat.reshape(self.z.shape[:2] + (-1,)),
@@ -200,6 +215,99 @@ class _ADMM:
     def view(self) -> np.ndarray:
         """:math:`Z` with the caller's batch shape (a view)."""
         return self.z.reshape(self.batch_shape + self.z.shape[1:])
+
+
+@functools.lru_cache(maxsize=1)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """The worker threads of :class:`_RowSweep` (kept between solves)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="mlverify-admm")
+
+
+class _RowSweep:
+    r"""The ADMM iteration one code row (batch element, atom) at a time, for FFTW-sized problems.
+
+    The batched iteration streams every ``(B, m, *S)`` array through memory four times per
+    iteration (forward DFT, solve, inverse DFT, update); on SPORCO's 256×256 example they do not
+    fit the caches, and the iteration is bound by memory bandwidth. Here each of ``threads``
+    workers owns rows ``t, t + T, …`` and one set of single-row FFTW plans, and does for each row,
+    on its cached buffers: the row of the solution :math:`\hat x = v - M^H K M v` from the
+    coefficients :math:`K M v` (:func:`~mlverify.kernels.cpu_admm.row_solution`), the inverse
+    DFT, the relaxed update of Z and U (:func:`~mlverify.kernels.cpu_admm.row_step`), the DFT of
+    :math:`w = z - u` and the next :math:`v = \hat w + M^H\hat s/
+ho` with its share of the
+    projection :math:`M v` (:func:`~mlverify.kernels.cpu_admm.row_rhs`). Between two sweeps the
+    shares are summed into the next coefficients
+    (:func:`~mlverify.kernels.cpu_admm.woodbury_apply`).
+    Same iterates as the batched steps up to rounding; the kernels release the GIL and FFTW
+    runs without it, so the workers run side by side.
+    """
+
+    def __init__(self, state: _ADMM, threads: int) -> None:
+        self.state = state
+        self.threads = threads
+        batch, channels = state.signal.shape[:2]
+        nfreq = state.spectra.shape[-1]
+        rows = state.flat[0]
+        self.dfts = [RealDFT(state.spatial, state.dtype, len(state.spatial), workers=1, fftw=True)
+                     for _ in range(threads)]
+        self.v = np.empty((rows, nfreq), state.cdtype)  # the right-hand sides M^H s/ρ + ŵ
+        self.partial = np.zeros((threads, batch, channels, nfreq), state.cdtype)
+        self.coef = np.zeros((batch, channels, nfreq), state.cdtype)
+        self.sums = np.zeros((rows, cpu_admm.N_SUMS))
+        self.pool = _pool(threads)
+
+    def _sweep(self, rows_of_thread) -> None:
+        self.partial[...] = 0
+        for _ in self.pool.map(rows_of_thread, range(self.threads)):
+            pass
+        cpu_admm.woodbury_apply(self.state.kinv, self.partial, self.coef)
+
+    def _rows(self, t: int):
+        """``(row, batch element, atom, z row, u row)`` of worker ``t``."""
+        st = self.state
+        atoms = st.z.shape[1]
+        z, u = st.z.reshape(st.flat), st.u.reshape(st.flat)
+        for row in range(t, st.flat[0], self.threads):
+            yield (row, *divmod(row, atoms), z[row], u[row])
+
+    def prime(self) -> None:
+        """:math:`v` and the coefficients from the current Z, U and ρ."""
+        st = self.state
+
+        def rows_of_thread(t: int) -> None:
+            dft = self.dfts[t]
+            w, w_hat = dft.real_in.reshape(-1), dft.spectrum.reshape(-1)
+            for row, b, f, z, u in self._rows(t):
+                np.subtract(z, u, out=w)
+                dft.forward()
+                cpu_admm.row_rhs(w_hat, st.spectra, f, st.signal, b, self.v, row,
+                                 self.partial[t, b])
+
+        self._sweep(rows_of_thread)
+
+    def step(self, with_sums: bool) -> np.ndarray | None:
+        """One iteration (see :meth:`_ADMM.step`)."""
+        st = self.state
+
+        def rows_of_thread(t: int) -> None:
+            dft = self.dfts[t]
+            spectrum = dft.spectrum.reshape(-1)
+            x, w = dft.real_out.reshape(-1), dft.real_in.reshape(-1)
+            scalars = (st.relax, st.keep, st.beta, st.low)
+            for row, b, f, z, u in self._rows(t):
+                cpu_admm.row_solution(self.v, row, st.spectra, f, self.coef, b, st.inverse_size,
+                                      spectrum)
+                dft.backward(normalise=False)
+                if with_sums:
+                    cpu_admm.row_update(x, z, u, w, *scalars, self.sums[row])
+                else:
+                    cpu_admm.row_step(x, z, u, w, *scalars)
+                dft.forward()
+                cpu_admm.row_rhs(spectrum, st.spectra, f, st.signal, b, self.v, row,
+                                 self.partial[t, b])
+
+        self._sweep(rows_of_thread)
+        return self.sums.sum(axis=0) if with_sums else None
 
 
 def _check_interval(gap: float, previous: tuple[float, float], it: int, tol: float,
