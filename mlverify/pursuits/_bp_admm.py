@@ -222,7 +222,7 @@ class _ADMM:
 
 @functools.lru_cache(maxsize=1)
 def _pool(threads: int) -> ThreadPoolExecutor:
-    """The worker threads of :class:`_RowSweep` (kept between solves)."""
+    """The helper threads of :class:`_RowSweep` (kept between solves)."""
     return ThreadPoolExecutor(threads, thread_name_prefix="mlverify-admm")
 
 
@@ -257,12 +257,16 @@ ho` with its share of the
         self.partial = np.zeros((threads, batch, channels, nfreq), state.cdtype)
         self.coef = np.zeros((batch, channels, nfreq), state.cdtype)
         self.sums = np.zeros((rows, cpu_admm.N_SUMS))
-        self.pool = _pool(threads)
+        self.pool = _pool(max(threads - 1, 1))
 
     def _sweep(self, rows_of_thread) -> None:
+        """``rows_of_thread(t)`` for every worker (worker 0 is the calling thread), then the
+        next Woodbury coefficients from their partial projections."""
         self.partial[...] = 0
-        for _ in self.pool.map(rows_of_thread, range(self.threads)):
-            pass
+        others = [self.pool.submit(rows_of_thread, t) for t in range(1, self.threads)]
+        rows_of_thread(0)
+        for future in others:
+            future.result()
         cpu_admm.woodbury_apply(self.state.kinv, self.partial, self.coef)
 
     def _rows(self, t: int):
