@@ -1,4 +1,4 @@
-r"""Periodic synthesis and analysis through the DFT (``scipy.fft``), for large filters.
+r"""Periodic synthesis and analysis through the DFT (``scipy.fft``/FFTW), for large filters.
 
 A periodic, stride-1 dictionary is diagonalised by the DFT: with :math:`\hat A[f, c, k]` the DFT
 of channel :math:`c` of atom :math:`f` zero-padded to the signal size,
@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 import scipy.fft
+from numba import njit, prange
 
 try:  # FFTW through pyfftw (a dependency; absent on some GPU images: then scipy.fft)
     import pyfftw
@@ -161,14 +162,59 @@ class SpectralConvolution:
         shaped = spectrum.reshape(*spectrum.shape[:-1], *self.freq_shape)
         return _transform("irfftn", shaped, s=self.spatial, axes=self.axes, workers=self.workers)
 
+    def _mix(self, spectrum: np.ndarray, adjoint: bool) -> np.ndarray:
+        lead = spectrum.shape[:-2]
+        flat = spectrum.reshape(-1, *spectrum.shape[-2:])
+        spectra = self.spectra.reshape(*self.spectra.shape[:2], -1)
+        out = frequency_mix(spectra, flat, adjoint, MIX_BLOCK)
+        return out.reshape(*lead, *out.shape[1:])
+
     def synthesize(self, codes: np.ndarray) -> np.ndarray:
         """:math:`D\\Gamma` for codes ``(..., m, *S)`` (a signal ``(..., c, *S)``)."""
-        spectra = self.spectra.reshape(*self.spectra.shape[:2], -1)
-        out = np.einsum("fck,...fk->...ck", spectra, self._forward(codes))
-        return self._backward(out).astype(self.dtype, copy=False)
+        return self._backward(self._mix(self._forward(codes), False)).astype(self.dtype,
+                                                                                copy=False)
 
     def analyze(self, signal: np.ndarray) -> np.ndarray:
         """:math:`D^TV` for a signal ``(..., c, *S)`` (codes ``(..., m, *S)``)."""
-        spectra = np.conj(self.spectra.reshape(*self.spectra.shape[:2], -1))
-        out = np.einsum("fck,...ck->...fk", spectra, self._forward(signal))
-        return self._backward(out).astype(self.dtype, copy=False)
+        return self._backward(self._mix(self._forward(signal), True)).astype(self.dtype,
+                                                                               copy=False)
+
+
+#: Frequencies per task of :func:`frequency_mix`.
+MIX_BLOCK = 1024
+
+
+@njit(parallel=True, cache=True)
+def frequency_mix(spectra, x, adjoint, block):  # pragma: no cover - compiled
+    r"""The per-frequency products of :class:`SpectralConvolution`, ``x (B, ·, F)``.
+
+    ``adjoint=False``: :math:`\hat y[b, c, k] = \sum_f \hat A[f, c, k]\,\hat x[b, f, k]`
+    (synthesis, ``x`` over the ``m`` atoms); ``adjoint=True``: :math:`\hat y[b, f, k] =
+    \sum_c \overline{\hat A[f, c, k]}\,\hat x[b, c, k]` (analysis, over the ``c`` channels).
+    ``spectra (m, c, F)``; sums in the dtype of ``x``, in order. Tasks are (batch element,
+    block of frequencies); each owns its columns of the output.
+    """
+    atoms, channels, nfreq = spectra.shape
+    batch = x.shape[0]
+    out = np.zeros((batch, atoms if adjoint else channels, nfreq), x.dtype)
+    n_blocks = (nfreq + block - 1) // block
+    for task in prange(batch * n_blocks):
+        b = task // n_blocks
+        k0 = (task % n_blocks) * block
+        k1 = min(nfreq, k0 + block)
+        for f in range(atoms):
+            for c in range(channels):
+                if adjoint:
+                    for k in range(k0, k1):
+                        out[b, f, k] += np.conj(spectra[f, c, k]) * x[b, c, k]
+                else:
+                    for k in range(k0, k1):
+                        out[b, c, k] += spectra[f, c, k] * x[b, f, k]
+    return out
+
+
+def frequency_mix_reference(spectra: np.ndarray, x: np.ndarray, adjoint: bool) -> np.ndarray:
+    """NumPy oracle of :func:`frequency_mix`."""
+    if adjoint:
+        return np.einsum("fck,bck->bfk", np.conj(spectra), x)
+    return np.einsum("fck,bfk->bck", spectra, x)

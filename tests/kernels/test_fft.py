@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlverify import ConvDictionary
-from mlverify.kernels.fft import SpectralConvolution
+from mlverify.kernels.fft import SpectralConvolution, frequency_mix, frequency_mix_reference
 
 
 @settings(max_examples=40, deadline=None)
@@ -39,6 +39,25 @@ def test_spectral_equals_dense_matrix(ndim, m, c, n, extra, batch, dtype, seed):
                                atol=rtol * np.abs(expected).max())
     np.testing.assert_array_equal(shared.synthesize(codes), synth)  # the dictionary's spectra
     np.testing.assert_array_equal(shared.analyze(signal), analysis)
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 4), c=st.integers(1, 3), nfreq=st.integers(1, 40), batch=st.integers(1, 3),
+       block=st.integers(1, 16), adjoint=st.booleans(),
+       dtype=st.sampled_from([np.complex64, np.complex128]), seed=st.integers(0, 2**16))
+def test_frequency_mix_matches_oracle(m, c, nfreq, batch, block, adjoint, dtype, seed):
+    rng = np.random.default_rng(seed)
+
+    def draw(*shape):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+
+    spectra = draw(m, c, nfreq)
+    x = draw(batch, c if adjoint else m, nfreq)
+    got = frequency_mix(spectra, x, adjoint, block)
+    want = frequency_mix_reference(spectra, x, adjoint)
+    assert got.dtype == dtype and got.shape == want.shape == (batch, m if adjoint else c, nfreq)
+    tol = 1e-5 if dtype == np.complex64 else 1e-13
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * max(m, c) * np.abs(want).max())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
