@@ -25,10 +25,8 @@ from numba import njit, prange
 
 try:  # FFTW through pyfftw (a dependency; absent on some GPU images: then scipy.fft)
     import pyfftw
-    import pyfftw.interfaces.cache
-    import pyfftw.interfaces.scipy_fft as fftw_scipy
 except ImportError:  # pragma: no cover - depends on the environment
-    pyfftw = fftw_scipy = None
+    pyfftw = None
 
 #: Transforms of at least this many real values are planned with FFTW_MEASURE (about 0.3 s once
 #: per shape; then 1.5–1.8× faster than ``scipy.fft`` on 36×256×256 float32, 2 threads).
@@ -39,15 +37,6 @@ def fftw_planned(size: int) -> bool:
     """Whether transforms of ``size`` real values run FFTW plans (pyfftw present, at least
     :data:`FFTW_SIZE` values) rather than ``scipy.fft``."""
     return pyfftw is not None and size >= FFTW_SIZE
-
-
-def _transform(name: str, array: np.ndarray, **options) -> np.ndarray:
-    """``scipy.fft.<name>``, or pyfftw's drop-in for it with cached FFTW_MEASURE plans for
-    arrays of at least :data:`FFTW_SIZE` values."""
-    if not fftw_planned(array.size):
-        return getattr(scipy.fft, name)(array, **options)
-    pyfftw.interfaces.cache.enable()
-    return getattr(fftw_scipy, name)(array, planner_effort="FFTW_MEASURE", **options)
 
 
 class RealDFT:
@@ -128,6 +117,8 @@ class RealDFT:
 class SpectralConvolution:
     """Synthesis and analysis of one filter bank on one spatial shape through the DFT.
 
+    It keeps its transforms and their buffers between calls, so one instance serves one thread.
+
     Parameters
     ----------
     filters : ndarray, shape ``(m, c, *kernel)``
@@ -153,31 +144,38 @@ class SpectralConvolution:
                                       workers=workers)
         self.spectra = spectra.astype(np.result_type(self.dtype, np.complex64))
         self.freq_shape = spectra.shape[2:]
+        self._dfts: dict[tuple, RealDFT] = {}
 
-    def _forward(self, array: np.ndarray) -> np.ndarray:
-        out = _transform("rfftn", array, axes=self.axes, workers=self.workers)
-        return out.reshape(*out.shape[: -self.ndim], math.prod(self.freq_shape))
+    def _dft(self, lead: tuple[int, ...], dtype, role: str) -> RealDFT:
+        """The transforms of arrays ``(*lead, *spatial)`` for ``role`` ("in": forward of the
+        operand, "out": inverse of the result; never the same buffers), made once and kept
+        (FFTW plans for large ones: a solver's certificate checks reuse them)."""
+        key = (lead, np.dtype(dtype), role)
+        if key not in self._dfts:
+            self._dfts[key] = RealDFT((*lead, *self.spatial), dtype, self.ndim, self.workers)
+        return self._dfts[key]
 
-    def _backward(self, spectrum: np.ndarray) -> np.ndarray:
-        shaped = spectrum.reshape(*spectrum.shape[:-1], *self.freq_shape)
-        return _transform("irfftn", shaped, s=self.spatial, axes=self.axes, workers=self.workers)
-
-    def _mix(self, spectrum: np.ndarray, adjoint: bool) -> np.ndarray:
-        lead = spectrum.shape[:-2]
-        flat = spectrum.reshape(-1, *spectrum.shape[-2:])
-        spectra = self.spectra.reshape(*self.spectra.shape[:2], -1)
-        out = frequency_mix(spectra, flat, adjoint, MIX_BLOCK)
-        return out.reshape(*lead, *out.shape[1:])
+    def _apply(self, array: np.ndarray, adjoint: bool) -> np.ndarray:
+        """DFT of ``array`` ``(..., n_in, *S)``, per-frequency mix, inverse DFT (a new array)."""
+        lead = array.shape[: -self.ndim - 1]
+        n_out = self.spectra.shape[0 if adjoint else 1]
+        source = self._dft(array.shape[: -self.ndim], array.dtype, "in")
+        target = self._dft((*lead, n_out), array.dtype, "out")
+        source.real_in[...] = array
+        spectrum = source.forward()
+        nfreq = math.prod(self.freq_shape)
+        frequency_mix(self.spectra.reshape(*self.spectra.shape[:2], nfreq),
+                      spectrum.reshape(-1, spectrum.shape[-self.ndim - 1], nfreq), adjoint,
+                      MIX_BLOCK, target.spectrum.reshape(-1, n_out, nfreq))
+        return target.backward().astype(self.dtype)
 
     def synthesize(self, codes: np.ndarray) -> np.ndarray:
         """:math:`D\\Gamma` for codes ``(..., m, *S)`` (a signal ``(..., c, *S)``)."""
-        return self._backward(self._mix(self._forward(codes), False)).astype(self.dtype,
-                                                                                copy=False)
+        return self._apply(codes, adjoint=False)
 
     def analyze(self, signal: np.ndarray) -> np.ndarray:
         """:math:`D^TV` for a signal ``(..., c, *S)`` (codes ``(..., m, *S)``)."""
-        return self._backward(self._mix(self._forward(signal), True)).astype(self.dtype,
-                                                                               copy=False)
+        return self._apply(signal, adjoint=True)
 
 
 #: Frequencies per task of :func:`frequency_mix`.
@@ -185,8 +183,8 @@ MIX_BLOCK = 1024
 
 
 @njit(parallel=True, cache=True)
-def frequency_mix(spectra, x, adjoint, block):  # pragma: no cover - compiled
-    r"""The per-frequency products of :class:`SpectralConvolution`, ``x (B, ·, F)``.
+def frequency_mix(spectra, x, adjoint, block, out):  # pragma: no cover - compiled
+    r"""The per-frequency products of :class:`SpectralConvolution` into ``out``, ``x (B, ·, F)``.
 
     ``adjoint=False``: :math:`\hat y[b, c, k] = \sum_f \hat A[f, c, k]\,\hat x[b, f, k]`
     (synthesis, ``x`` over the ``m`` atoms); ``adjoint=True``: :math:`\hat y[b, f, k] =
@@ -196,12 +194,14 @@ def frequency_mix(spectra, x, adjoint, block):  # pragma: no cover - compiled
     """
     atoms, channels, nfreq = spectra.shape
     batch = x.shape[0]
-    out = np.zeros((batch, atoms if adjoint else channels, nfreq), x.dtype)
     n_blocks = (nfreq + block - 1) // block
     for task in prange(batch * n_blocks):
         b = task // n_blocks
         k0 = (task % n_blocks) * block
         k1 = min(nfreq, k0 + block)
+        for row in range(out.shape[1]):
+            for k in range(k0, k1):
+                out[b, row, k] = 0
         for f in range(atoms):
             for c in range(channels):
                 if adjoint:
@@ -210,7 +210,6 @@ def frequency_mix(spectra, x, adjoint, block):  # pragma: no cover - compiled
                 else:
                     for k in range(k0, k1):
                         out[b, c, k] += spectra[f, c, k] * x[b, f, k]
-    return out
 
 
 def frequency_mix_reference(spectra: np.ndarray, x: np.ndarray, adjoint: bool) -> np.ndarray:
