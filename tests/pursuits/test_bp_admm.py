@@ -241,6 +241,7 @@ def test_row_sweep_matches_numpy_engine(case, dtype, nonneg, monkeypatch):
     pytest.importorskip("pyfftw")
     D, y = _problem(5, dtype=dtype, **case)
     monkeypatch.setattr(_bp_admm, "fftw_planned", lambda size: True)
+    monkeypatch.setattr(_bp_admm, "ROW_SWEEP_SIZE", 1)
     sweeps = []
     step = _bp_admm._RowSweep.step
     monkeypatch.setattr(_bp_admm._RowSweep, "step",
@@ -259,6 +260,19 @@ def test_row_sweep_matches_numpy_engine(case, dtype, nonneg, monkeypatch):
             assert len(set(oracle.history["rho"])) > 1 or start is not None  # ρ changed
             atol = (1e-4 if dtype == np.float32 else 1e-9) * np.abs(oracle.codes[0]).max()
             np.testing.assert_allclose(rows.codes[0], oracle.codes[0], rtol=0, atol=atol)
+
+
+def test_row_sweep_is_chosen_for_large_rows_only():
+    """FFTW-sized problems iterate row by row when a row has ROW_SWEEP_SIZE values; many small
+    rows stay batched (their per-row calls would dominate)."""
+    pytest.importorskip("pyfftw")
+    rng = np.random.default_rng(2)
+    D = ConvDictionary(rng.standard_normal((16, 1, 3, 3)).astype(np.float32))
+    large = np.zeros((1, 1, 256, 256), np.float32)  # 16 rows of 256²: 2^20 values
+    small = np.zeros((16, 1, 64, 64), np.float32)  # 256 rows of 64²: 2^20 values
+    assert _bp_admm._ADMM(D, large, 0.1, False, "cpu", None, None).sweep is not None
+    assert _bp_admm._ADMM(D, small, 0.1, False, "cpu", None, None).sweep is None
+    assert _bp_admm._ADMM(D, large, 0.1, False, "numpy", None, None).sweep is None
 
 
 def test_warm_start_at_optimum_stops_at_once():
