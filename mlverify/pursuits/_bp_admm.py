@@ -56,6 +56,7 @@ the reductions).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -239,12 +240,11 @@ class _RowSweep:
     The batched iteration streams every ``(B, m, *S)`` array through memory four times per
     iteration (forward DFT, solve, inverse DFT, update); on SPORCO's 256×256 example they do not
     fit the caches, and the iteration is bound by memory bandwidth. Here each of ``threads``
-    workers owns rows ``t, t + T, …`` and one set of single-row FFTW plans, and does for each row,
+    workers has one set of single-row FFTW plans, takes the next row not yet taken, and does,
     on its cached buffers: the row of the solution :math:`\hat x = v - M^H K M v` from the
     coefficients :math:`K M v` (:func:`~mlverify.kernels.cpu_admm.row_solution`), the inverse
     DFT, the relaxed update of Z and U (:func:`~mlverify.kernels.cpu_admm.row_step`), the DFT of
-    :math:`w = z - u` and the next :math:`v = \hat w + M^H\hat s/
-ho` with its share of the
+    :math:`w = z - u` and the next :math:`v = \hat w + M^H\hat s/\rho` with its share of the
     projection :math:`M v` (:func:`~mlverify.kernels.cpu_admm.row_rhs`). Between two sweeps the
     shares are summed into the next coefficients
     (:func:`~mlverify.kernels.cpu_admm.woodbury_apply`).
@@ -265,23 +265,26 @@ ho` with its share of the
         self.coef = np.zeros((batch, channels, nfreq), state.cdtype)
         self.sums = np.zeros((rows, cpu_admm.N_SUMS))
         self.pool = _pool(max(threads - 1, 1))
+        self._claim = itertools.count()
 
     def _sweep(self, rows_of_thread) -> None:
         """``rows_of_thread(t)`` for every worker (worker 0 is the calling thread), then the
         next Woodbury coefficients from their partial projections."""
         self.partial[...] = 0
+        self._claim = itertools.count()  # the next row, taken by whichever worker is free
         others = [self.pool.submit(rows_of_thread, t) for t in range(1, self.threads)]
         rows_of_thread(0)
         for future in others:
             future.result()
         cpu_admm.woodbury_apply(self.state.kinv, self.partial, self.coef)
 
-    def _rows(self, t: int):
-        """``(row, batch element, atom, z row, u row)`` of worker ``t``."""
+    def _rows(self):
+        """``(row, batch element, atom, z row, u row)`` of the rows the calling worker claims
+        (``next`` on the shared counter is atomic, so every row is done once)."""
         st = self.state
         atoms = st.z.shape[1]
         z, u = st.z.reshape(st.flat), st.u.reshape(st.flat)
-        for row in range(t, st.flat[0], self.threads):
+        while (row := next(self._claim)) < st.flat[0]:
             yield (row, *divmod(row, atoms), z[row], u[row])
 
     def prime(self) -> None:
@@ -291,7 +294,7 @@ ho` with its share of the
         def rows_of_thread(t: int) -> None:
             dft = self.dfts[t]
             w, w_hat = dft.real_in.reshape(-1), dft.spectrum.reshape(-1)
-            for row, b, f, z, u in self._rows(t):
+            for row, b, f, z, u in self._rows():
                 np.subtract(z, u, out=w)
                 dft.forward()
                 cpu_admm.row_rhs(w_hat, st.spectra, f, st.signal, b, self.v, row,
@@ -308,7 +311,7 @@ ho` with its share of the
             spectrum = dft.spectrum.reshape(-1)
             x, w = dft.real_out.reshape(-1), dft.real_in.reshape(-1)
             scalars = (st.relax, st.keep, st.beta, st.low)
-            for row, b, f, z, u in self._rows(t):
+            for row, b, f, z, u in self._rows():
                 cpu_admm.row_solution(self.v, row, st.spectra, f, self.coef, b, st.inverse_size,
                                       spectrum)
                 dft.backward(normalise=False)
