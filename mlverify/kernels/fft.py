@@ -144,23 +144,25 @@ class SpectralConvolution:
                                       workers=workers)
         self.spectra = spectra.astype(np.result_type(self.dtype, np.complex64))
         self.freq_shape = spectra.shape[2:]
-        self._dfts: dict[tuple, RealDFT] = {}
+        self._dfts: dict[tuple, list[RealDFT]] = {}
 
-    def _dft(self, lead: tuple[int, ...], dtype, role: str) -> RealDFT:
-        """The transforms of arrays ``(*lead, *spatial)`` for ``role`` ("in": forward of the
-        operand, "out": inverse of the result; never the same buffers), made once and kept
-        (FFTW plans for large ones: a solver's certificate checks reuse them)."""
-        key = (lead, np.dtype(dtype), role)
-        if key not in self._dfts:
-            self._dfts[key] = RealDFT((*lead, *self.spatial), dtype, self.ndim, self.workers)
-        return self._dfts[key]
+    def _dft(self, lead: tuple[int, ...], dtype, busy: RealDFT | None = None) -> RealDFT:
+        """The transforms of arrays ``(*lead, *spatial)``, made once and kept (FFTW plans for
+        large ones: a solver's certificate checks reuse them); never ``busy`` (the operand's,
+        when the result has the same shape: then a second set)."""
+        kept = self._dfts.setdefault((lead, np.dtype(dtype)), [])
+        for dft in kept:
+            if dft is not busy:
+                return dft
+        kept.append(RealDFT((*lead, *self.spatial), dtype, self.ndim, self.workers))
+        return kept[-1]
 
     def _apply(self, array: np.ndarray, adjoint: bool) -> np.ndarray:
         """DFT of ``array`` ``(..., n_in, *S)``, per-frequency mix, inverse DFT (a new array)."""
         lead = array.shape[: -self.ndim - 1]
         n_out = self.spectra.shape[0 if adjoint else 1]
-        source = self._dft(array.shape[: -self.ndim], array.dtype, "in")
-        target = self._dft((*lead, n_out), array.dtype, "out")
+        source = self._dft(array.shape[: -self.ndim], array.dtype)
+        target = self._dft((*lead, n_out), array.dtype, busy=source)
         source.real_in[...] = array
         spectrum = source.forward()
         nfreq = math.prod(self.freq_shape)
