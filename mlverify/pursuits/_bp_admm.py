@@ -56,7 +56,6 @@ the reductions).
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -240,7 +239,7 @@ class _RowSweep:
     The batched iteration streams every ``(B, m, *S)`` array through memory four times per
     iteration (forward DFT, solve, inverse DFT, update); on SPORCO's 256×256 example they do not
     fit the caches, and the iteration is bound by memory bandwidth. Here each of ``threads``
-    workers has one set of single-row FFTW plans, takes the next row not yet taken, and does,
+    workers owns rows ``t, t + T, …`` and one set of single-row FFTW plans, and does for each row,
     on its cached buffers: the row of the solution :math:`\hat x = v - M^H K M v` from the
     coefficients :math:`K M v` (:func:`~mlverify.kernels.cpu_admm.row_solution`), the inverse
     DFT, the relaxed update of Z and U (:func:`~mlverify.kernels.cpu_admm.row_step`), the DFT of
@@ -265,26 +264,24 @@ class _RowSweep:
         self.coef = np.zeros((batch, channels, nfreq), state.cdtype)
         self.sums = np.zeros((rows, cpu_admm.N_SUMS))
         self.pool = _pool(max(threads - 1, 1))
-        self._claim = itertools.count()
 
     def _sweep(self, rows_of_thread) -> None:
         """``rows_of_thread(t)`` for every worker (worker 0 is the calling thread), then the
         next Woodbury coefficients from their partial projections."""
         self.partial[...] = 0
-        self._claim = itertools.count()  # the next row, taken by whichever worker is free
         others = [self.pool.submit(rows_of_thread, t) for t in range(1, self.threads)]
         rows_of_thread(0)
         for future in others:
             future.result()
         cpu_admm.woodbury_apply(self.state.kinv, self.partial, self.coef)
 
-    def _rows(self):
-        """``(row, batch element, atom, z row, u row)`` of the rows the calling worker claims
-        (``next`` on the shared counter is atomic, so every row is done once)."""
+    def _rows(self, t: int):
+        """``(row, batch element, atom, z row, u row)`` of worker ``t``: a fixed share, so the
+        partial projections, hence the iterates, are the same from run to run."""
         st = self.state
         atoms = st.z.shape[1]
         z, u = st.z.reshape(st.flat), st.u.reshape(st.flat)
-        while (row := next(self._claim)) < st.flat[0]:
+        for row in range(t, st.flat[0], self.threads):
             yield (row, *divmod(row, atoms), z[row], u[row])
 
     def prime(self) -> None:
@@ -294,7 +291,7 @@ class _RowSweep:
         def rows_of_thread(t: int) -> None:
             dft = self.dfts[t]
             w, w_hat = dft.real_in.reshape(-1), dft.spectrum.reshape(-1)
-            for row, b, f, z, u in self._rows():
+            for row, b, f, z, u in self._rows(t):
                 np.subtract(z, u, out=w)
                 dft.forward()
                 cpu_admm.row_rhs(w_hat, st.spectra, f, st.signal, b, self.v, row,
@@ -311,7 +308,7 @@ class _RowSweep:
             spectrum = dft.spectrum.reshape(-1)
             x, w = dft.real_out.reshape(-1), dft.real_in.reshape(-1)
             scalars = (st.relax, st.keep, st.beta, st.low)
-            for row, b, f, z, u in self._rows():
+            for row, b, f, z, u in self._rows(t):
                 cpu_admm.row_solution(self.v, row, st.spectra, f, self.coef, b, st.inverse_size,
                                       spectrum)
                 dft.backward(normalise=False)
