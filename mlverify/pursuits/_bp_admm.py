@@ -169,7 +169,7 @@ class _ADMM:
             self.dft = RealDFT(shape, self.dtype, d, self.workers,
                                fftw=False if engine == "numpy" else None)
             self.w = self.dft.real_in  # the forward transform's input: w = z - u
-        self._refresh()
+        self._refresh(zero=x0 is None)
 
     def _fft(self, array):
         out = scipy.fft.rfftn(array, axes=self.axes, workers=self.workers)
@@ -195,11 +195,12 @@ class _ADMM:
         self.u *= self.dtype.type(1.0 / factor)
         self._refresh()
 
-    def _refresh(self) -> None:
+    def _refresh(self, zero: bool = False) -> None:
         """The next step's input from Z, U and ρ: :math:`w = z - u` (row by row: the
-        right-hand side spectra and the Woodbury coefficients, see :class:`_RowSweep`)."""
+        right-hand side spectra and the Woodbury coefficients, see :class:`_RowSweep`);
+        ``zero``: Z = U = 0 (a cold start)."""
         if self.sweep is not None:
-            self.sweep.prime()
+            self.sweep.prime(zero)
         else:
             np.subtract(self.z, self.u, out=self.w)
 
@@ -284,16 +285,20 @@ class _RowSweep:
         for row in range(t, st.flat[0], self.threads):
             yield (row, *divmod(row, atoms), z[row], u[row])
 
-    def prime(self) -> None:
-        """:math:`v` and the coefficients from the current Z, U and ρ."""
+    def prime(self, zero: bool = False) -> None:
+        r""":math:`v` and the coefficients from the current Z, U and ρ (``zero``: Z = U = 0,
+        so :math:`\hat w = 0` without transforms)."""
         st = self.state
 
         def rows_of_thread(t: int) -> None:
             dft = self.dfts[t]
             w, w_hat = dft.real_in.reshape(-1), dft.spectrum.reshape(-1)
+            if zero:
+                w_hat[...] = 0
             for row, b, f, z, u in self._rows(t):
-                np.subtract(z, u, out=w)
-                dft.forward()
+                if not zero:
+                    np.subtract(z, u, out=w)
+                    dft.forward()
                 cpu_admm.row_rhs(w_hat, st.spectra, f, st.signal, b, self.v, row,
                                  self.partial[t, b])
 
