@@ -254,6 +254,10 @@ def row_solution(v, row, spectra, f, coef, b, scale, out):  # pragma: no cover -
     \sum_c \overline{M[c, f]}\,K(Mv)_{bc}`, from ``coef[b]`` = :math:`K_k (M_k v_k)` (see
     :func:`woodbury_apply`); ``v (R, F)``, ``spectra (c, m, F)``, ``coef (B, c, F)``."""
     channels, _, nfreq = spectra.shape
+    if channels == 1:  # one pass (Sherman–Morrison)
+        for k in range(nfreq):
+            out[k] = (v[row, k] - np.conj(spectra[0, f, k]) * coef[b, 0, k]) * scale
+        return
     for k in range(nfreq):
         out[k] = v[row, k]
     for c in range(channels):
@@ -269,6 +273,12 @@ def row_rhs(w_hat, spectra, f, signal, b, v, row, proj):  # pragma: no cover - c
     (``signal (B, c, F)`` = :math:`\hat s/\rho`), and its share of the projection:
     ``proj[c] += M[c, f] v_{bf}`` (``proj (c, F)``, the caller's partial sum for batch ``b``)."""
     channels, _, nfreq = spectra.shape
+    if channels == 1:  # one pass
+        for k in range(nfreq):
+            value = w_hat[k] + np.conj(spectra[0, f, k]) * signal[b, 0, k]
+            v[row, k] = value
+            proj[0, k] += spectra[0, f, k] * value
+        return
     for k in range(nfreq):
         v[row, k] = w_hat[k]
     for c in range(channels):
