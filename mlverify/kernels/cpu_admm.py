@@ -292,14 +292,15 @@ def row_rhs(w_hat, spectra, f, signal, b, v, row, proj):  # pragma: no cover - c
 @njit(cache=True)
 def woodbury_apply(kinv, partial, coef):  # pragma: no cover - compiled
     r"""``coef[b, c] = \sum_d K[c, d] \sum_t partial[t, b, d]``: the Woodbury coefficients
-    :math:`K_k M_k v_k` from the threads' partial projections ``partial (T, B, c, F)``."""
-    threads, batch, channels, nfreq = partial.shape
+    :math:`K_k M_k v_k` from partial projections ``partial (T, B, c, F)`` (one per chunk of
+    rows, summed in order)."""
+    parts, batch, channels, nfreq = partial.shape
     for b in range(batch):
         for c in range(channels):
             for k in range(nfreq):
                 coef[b, c, k] = 0
             for d in range(channels):
-                for t in range(threads):
+                for t in range(parts):
                     for k in range(nfreq):
                         coef[b, c, k] += kinv[c, d, k] * partial[t, b, d, k]
 

@@ -56,6 +56,7 @@ the reductions).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,9 @@ CHECK_STRETCH = 8
 #: batched, 128 rows of 128² 10.0 against 11.5; but 512 rows of 64² 11.6 against 7.7 (the
 #: per-row Python calls dominate small rows).
 ROW_SWEEP_SIZE = 1 << 14
+
+#: Chunks of rows per worker of :class:`_RowSweep` (taken dynamically).
+CHUNKS_PER_WORKER = 4
 
 _FREQ_BLOCK = 512
 _UPDATE_BLOCK = 8192
@@ -240,7 +244,7 @@ class _RowSweep:
     The batched iteration streams every ``(B, m, *S)`` array through memory four times per
     iteration (forward DFT, solve, inverse DFT, update); on SPORCO's 256×256 example they do not
     fit the caches, and the iteration is bound by memory bandwidth. Here each of ``threads``
-    workers owns rows ``t, t + T, …`` and one set of single-row FFTW plans, and does for each row,
+    workers has one set of single-row FFTW plans, takes the next free chunk of rows, and does,
     on its cached buffers: the row of the solution :math:`\hat x = v - M^H K M v` from the
     coefficients :math:`K M v` (:func:`~mlverify.kernels.cpu_admm.row_solution`), the inverse
     DFT, the relaxed update of Z and U (:func:`~mlverify.kernels.cpu_admm.row_step`), the DFT of
@@ -261,7 +265,13 @@ class _RowSweep:
         self.dfts = [RealDFT(state.spatial, state.dtype, len(state.spatial), workers=1, fftw=True)
                      for _ in range(threads)]
         self.v = np.empty((rows, nfreq), state.cdtype)  # the right-hand sides M^H s/ρ + ŵ
-        self.partial = np.zeros((threads, batch, channels, nfreq), state.cdtype)
+        # fixed chunks of consecutive rows, each with its partial projection; workers take the
+        # next free chunk (balanced when a thread is slowed) and the partials are summed in
+        # chunk order, so the iterates do not depend on which worker did which chunk
+        n_chunks = min(rows, CHUNKS_PER_WORKER * threads)
+        self.chunks = np.linspace(0, rows, n_chunks + 1).astype(int)
+        self.partial = np.zeros((n_chunks, batch, channels, nfreq), state.cdtype)
+        self._claim = itertools.count()
         self.coef = np.zeros((batch, channels, nfreq), state.cdtype)
         self.sums = np.zeros((rows, cpu_admm.N_SUMS))
         self.pool = _pool(max(threads - 1, 1))
@@ -270,20 +280,23 @@ class _RowSweep:
         """``rows_of_thread(t)`` for every worker (worker 0 is the calling thread), then the
         next Woodbury coefficients from their partial projections."""
         self.partial[...] = 0
+        self._claim = itertools.count()
         others = [self.pool.submit(rows_of_thread, t) for t in range(1, self.threads)]
         rows_of_thread(0)
         for future in others:
             future.result()
         cpu_admm.woodbury_apply(self.state.kinv, self.partial, self.coef)
 
-    def _rows(self, t: int):
-        """``(row, batch element, atom, z row, u row)`` of worker ``t``: a fixed share, so the
-        partial projections, hence the iterates, are the same from run to run."""
+    def _rows(self):
+        """``(row, batch element, atom, z row, u row, partial projection)`` of the chunks the
+        calling worker takes (``next`` on the shared counter is atomic: each chunk once)."""
         st = self.state
         atoms = st.z.shape[1]
         z, u = st.z.reshape(st.flat), st.u.reshape(st.flat)
-        for row in range(t, st.flat[0], self.threads):
-            yield (row, *divmod(row, atoms), z[row], u[row])
+        while (chunk := next(self._claim)) < len(self.chunks) - 1:
+            for row in range(self.chunks[chunk], self.chunks[chunk + 1]):
+                b, f = divmod(row, atoms)
+                yield row, b, f, z[row], u[row], self.partial[chunk, b]
 
     def prime(self, zero: bool = False) -> None:
         r""":math:`v` and the coefficients from the current Z, U and ρ (``zero``: Z = U = 0,
@@ -295,12 +308,11 @@ class _RowSweep:
             w, w_hat = dft.real_in.reshape(-1), dft.spectrum.reshape(-1)
             if zero:
                 w_hat[...] = 0
-            for row, b, f, z, u in self._rows(t):
+            for row, b, f, z, u, proj in self._rows():
                 if not zero:
                     np.subtract(z, u, out=w)
                     dft.forward()
-                cpu_admm.row_rhs(w_hat, st.spectra, f, st.signal, b, self.v, row,
-                                 self.partial[t, b])
+                cpu_admm.row_rhs(w_hat, st.spectra, f, st.signal, b, self.v, row, proj)
 
         self._sweep(rows_of_thread)
 
@@ -313,7 +325,7 @@ class _RowSweep:
             spectrum = dft.spectrum.reshape(-1)
             x, w = dft.real_out.reshape(-1), dft.real_in.reshape(-1)
             scalars = (st.relax, st.keep, st.beta, st.low)
-            for row, b, f, z, u in self._rows(t):
+            for row, b, f, z, u, proj in self._rows():
                 cpu_admm.row_solution(self.v, row, st.spectra, f, self.coef, b, st.inverse_size,
                                       spectrum)
                 dft.backward(normalise=False)
@@ -322,8 +334,7 @@ class _RowSweep:
                 else:
                     cpu_admm.row_step(x, z, u, w, *scalars)
                 dft.forward()
-                cpu_admm.row_rhs(spectrum, st.spectra, f, st.signal, b, self.v, row,
-                                 self.partial[t, b])
+                cpu_admm.row_rhs(spectrum, st.spectra, f, st.signal, b, self.v, row, proj)
 
         self._sweep(rows_of_thread)
         return self.sums.sum(axis=0) if with_sums else None
