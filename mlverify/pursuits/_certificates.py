@@ -168,13 +168,18 @@ class DualityGap:
             return flat
         return np.where(self.support, flat, 0.0)
 
+    def _infeasible(self, flat_codes: np.ndarray) -> np.ndarray:
+        """Per batch element: do the flattened codes break the sign or support constraint?"""
+        out = np.zeros(flat_codes.shape[0], dtype=bool)
+        if self.nonneg:
+            out |= (flat_codes < 0).any(axis=1)
+        if self.support is not None and flat_codes.size:
+            out |= (flat_codes[:, ~self.support[0]] != 0).any(axis=1)
+        return out
+
     def _feasible(self, flat_codes: np.ndarray) -> bool:
-        """Sign constraint and support constraint of flattened float64 codes."""
-        if self.nonneg and bool((flat_codes < 0).any()):
-            return False
-        if self.support is None or flat_codes.size == 0:
-            return True
-        return not bool((flat_codes[:, ~self.support[0]] != 0).any())
+        """Sign constraint and support constraint of flattened codes, the whole batch."""
+        return not self._infeasible(flat_codes).any()
 
     @functools.cached_property
     def _dty(self) -> np.ndarray:
@@ -373,9 +378,8 @@ class DualityGap:
         primal = 0.5 * np.einsum("bi,bi->b", rflat, rflat) + self.lam * np.abs(flat_codes).sum(
             axis=1)
         kkt = self._flat(self._kkt_distances(codes64, g)).max(axis=1)
-        if self.nonneg:
-            infeasible = (flat_codes < 0).any(axis=1)
-            primal[infeasible] = kkt[infeasible] = math.inf
+        infeasible = self._infeasible(flat_codes)
+        primal[infeasible] = kkt[infeasible] = math.inf
         dual = np.maximum(np.maximum(self._ray_dual(rflat, gflat), self._y_ray), 0.0)
         return {"primal": primal, "dual": dual, "kkt": kkt}
 
