@@ -33,6 +33,19 @@ def test_bench_cbpdn(benchmark, dtype, solver):
     assert result.history["dual"][-1] >= plain_dual * (1 - 1e-12)
 
 
+def test_bench_cbpdn_256_row_sweep(benchmark):
+    """20 ADMM iterations on the CBPDN example's size (256×256, 36 atoms 12×12, float32): the
+    row-by-row iteration of FFTW-sized problems (checks every 10 iterations included)."""
+    pytest.importorskip("pyfftw")
+    problem = synthetic_problem(size=256, dtype="float32")
+    D, y, lam = problem.dictionary, problem.y, problem.lam
+    basis_pursuit(D, y, lam, solver="admm", tol=1e-12, max_iter=2)  # JIT and FFTW plans
+    result = benchmark(basis_pursuit, D, y, lam, solver="admm", tol=1e-12, max_iter=20)
+    assert result.n_iter == 20 and result.status == "max_iter"
+    history = result.history["relative_duality_gap"]
+    assert history[-1] < history[0]  # the certified gap decreased
+
+
 def _two_layer(dtype):
     rng = np.random.default_rng(0)
     filters1 = rng.standard_normal((32, 1, 8, 8))
