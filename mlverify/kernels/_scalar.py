@@ -6,7 +6,8 @@
   :math:`S^+_\\beta(v) = \\max(v - \\beta, 0) = \\mathrm{ReLU}(v - \\beta)`
 
 ``KIND_*`` are the integer codes the kernels take for the threshold kind; ``KIND_NONE`` is the
-identity (no threshold).
+identity (no threshold). :func:`row_block` is the index math of kernels whose parallel tasks
+are (row, block of a row).
 """
 
 from numba.extending import register_jitable
@@ -50,3 +51,11 @@ def shrink(v, beta, kind):
     if kind == KIND_SOFT:
         return soft(v, beta)
     return relu(v, beta)
+
+
+@register_jitable
+def row_block(task, n_blocks, block, size):
+    """``(row, start, stop)`` of parallel task ``task`` when each of the rows of length ``size``
+    is cut into ``n_blocks`` blocks of ``block`` entries (the last one shorter)."""
+    start = (task % n_blocks) * block
+    return task // n_blocks, start, min(size, start + block)

@@ -43,6 +43,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._scalar import row_block
+
 #: Columns of the per-task sums written by :func:`relaxed_update`: ‖x − z‖², ‖z − z_prev‖²,
 #: ‖x‖², ‖z‖², ‖u‖² (``z``, ``u`` after the update).
 N_SUMS = 5
@@ -63,9 +65,7 @@ def solve_frequencies(spectra, kinv, signal, w, scale, block):  # pragma: no cov
     channels = spectra.shape[0]
     n_blocks = (nfreq + block - 1) // block
     for task in prange(batch * n_blocks):
-        b = task // n_blocks
-        k0 = (task % n_blocks) * block
-        k1 = min(nfreq, k0 + block)
+        b, k0, k1 = row_block(task, n_blocks, block, nfreq)
         proj = np.zeros((channels, k1 - k0), w.dtype)
         for f in range(atoms):
             row = w[b, f, k0:k1]
@@ -214,9 +214,7 @@ def relaxed_step(x, z, u, w, alpha, keep, beta, low, block):  # pragma: no cover
     rows, size = x.shape
     n_blocks = (size + block - 1) // block
     for task in prange(rows * n_blocks):
-        r = task // n_blocks
-        j0 = (task % n_blocks) * block
-        j1 = min(size, j0 + block)
+        r, j0, j1 = row_block(task, n_blocks, block, size)
         # slices indexed from 0: no negative-index wrap-around, so the loop vectorises
         _step_span(x[r, j0:j1], z[r, j0:j1], u[r, j0:j1], w[r, j0:j1], alpha, keep, beta, low)
 
@@ -235,9 +233,7 @@ def relaxed_update(x, z, u, w, alpha, keep, beta, low, block, sums):  # pragma: 
     rows, size = x.shape
     n_blocks = (size + block - 1) // block
     for task in prange(rows * n_blocks):
-        r = task // n_blocks
-        j0 = (task % n_blocks) * block
-        j1 = min(size, j0 + block)
+        r, j0, j1 = row_block(task, n_blocks, block, size)
         _update_span(x[r, j0:j1], z[r, j0:j1], u[r, j0:j1], w[r, j0:j1], alpha, keep, beta, low,
                      sums[task])
 

@@ -23,6 +23,8 @@ import numpy as np
 import scipy.fft
 from numba import njit, prange
 
+from ._scalar import row_block
+
 try:  # FFTW through pyfftw (a dependency; absent on some GPU images: then scipy.fft)
     import pyfftw
 except ImportError:  # pragma: no cover - depends on the environment
@@ -204,9 +206,7 @@ def frequency_mix(spectra, x, adjoint, block, out):  # pragma: no cover - compil
     batch = x.shape[0]
     n_blocks = (nfreq + block - 1) // block
     for task in prange(batch * n_blocks):
-        b = task // n_blocks
-        k0 = (task % n_blocks) * block
-        k1 = min(nfreq, k0 + block)
+        b, k0, k1 = row_block(task, n_blocks, block, nfreq)
         for row in range(out.shape[1]):
             for k in range(k0, k1):
                 out[b, row, k] = 0
