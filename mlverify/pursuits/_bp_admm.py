@@ -173,7 +173,7 @@ class _ADMM:
             self.dft = RealDFT(shape, self.dtype, d, self.workers,
                                fftw=False if engine == "numpy" else None)
             self.w = self.dft.real_in  # the forward transform's input: w = z - u
-        self._refresh(zero=x0 is None)
+        self._refresh(zero=self.cold)
 
     def _fft(self, array):
         out = scipy.fft.rfftn(array, axes=self.axes, workers=self.workers)

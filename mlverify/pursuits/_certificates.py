@@ -298,12 +298,14 @@ class DualityGap:
         DFT :math:`D^Ty` (else the certified one); ``analyze`` (:math:`D^T` of a signal)
         evaluates the extrapolated dual candidate, when there is one."""
         self._last_residual = rflat
-        penalty = 0.0 if flat_codes is None else float(np.abs(flat_codes).sum(dtype=np.float64))
-        if flat_codes is not None and not self._feasible(flat_codes):
-            primal = math.inf
+        y_ray = self._y_ray_estimate if estimate else self._y_ray
+        if flat_codes is None:  # r = y: its ray is the ray of y
+            primal, duals = 0.5 * float(np.einsum("bi,bi->", rflat, rflat)), [y_ray]
         else:
-            primal = 0.5 * float(np.einsum("bi,bi->", rflat, rflat)) + self.lam * penalty
-        duals = [self._ray_dual(rflat, gflat), self._y_ray_estimate if estimate else self._y_ray]
+            primal = math.inf if not self._feasible(flat_codes) else (
+                0.5 * float(np.einsum("bi,bi->", rflat, rflat))
+                + self.lam * float(np.abs(flat_codes).sum(dtype=np.float64)))
+            duals = [self._ray_dual(rflat, gflat), y_ray]
         extrapolated = self._extrapolated() if analyze is not None else None
         if extrapolated is not None:
             analysis = analyze(extrapolated.reshape(self._y64.shape))
