@@ -264,16 +264,18 @@ def row_solution(v, row, spectra, f, coef, b, scale, out):  # pragma: no cover -
 
 
 @njit(nogil=True, cache=True)
-def row_rhs(w_hat, spectra, f, signal, b, v, row, proj):  # pragma: no cover - compiled
+def row_rhs(w_hat, spectra, f, signal, b, v, row, proj, first):  # pragma: no cover - compiled
     r"""Row ``row`` of :math:`v = \hat w + M^H\hat s/\rho` from the row's spectrum ``w_hat``
     (``signal (B, c, F)`` = :math:`\hat s/\rho`), and its share of the projection:
-    ``proj[c] += M[c, f] v_{bf}`` (``proj (c, F)``, the caller's partial sum for batch ``b``)."""
+    ``proj[c] += M[c, f] v_{bf}`` (``proj (c, F)``, the caller's partial sum for batch ``b``;
+    ``first``: the first share, stored instead of added, so the caller never zeroes it)."""
     channels, _, nfreq = spectra.shape
     if channels == 1:  # one pass
         for k in range(nfreq):
             value = w_hat[k] + np.conj(spectra[0, f, k]) * signal[b, 0, k]
             v[row, k] = value
-            proj[0, k] += spectra[0, f, k] * value
+            share = spectra[0, f, k] * value
+            proj[0, k] = share if first else proj[0, k] + share
         return
     for k in range(nfreq):
         v[row, k] = w_hat[k]
@@ -282,23 +284,38 @@ def row_rhs(w_hat, spectra, f, signal, b, v, row, proj):  # pragma: no cover - c
             v[row, k] += np.conj(spectra[c, f, k]) * signal[b, c, k]
     for c in range(channels):
         for k in range(nfreq):
-            proj[c, k] += spectra[c, f, k] * v[row, k]
+            share = spectra[c, f, k] * v[row, k]
+            proj[c, k] = share if first else proj[c, k] + share
 
 
-@njit(cache=True)
-def woodbury_apply(kinv, partial, coef):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True)
+def woodbury_apply(kinv, partial, coef, block):  # pragma: no cover - compiled
     r"""``coef[b, c] = \sum_d K[c, d] \sum_t partial[t, b, d]``: the Woodbury coefficients
     :math:`K_k M_k v_k` from partial projections ``partial (T, B, c, F)`` (one per chunk of
-    rows, summed in order)."""
+    rows, summed in order). Tasks are (batch element, block of ``block`` frequencies)."""
     parts, batch, channels, nfreq = partial.shape
-    for b in range(batch):
-        for c in range(channels):
-            for k in range(nfreq):
-                coef[b, c, k] = 0
-            for d in range(channels):
-                for t in range(parts):
-                    for k in range(nfreq):
-                        coef[b, c, k] += kinv[c, d, k] * partial[t, b, d, k]
+    n_blocks = (nfreq + block - 1) // block
+    for task in prange(batch * n_blocks):
+        b, k0, k1 = row_block(task, n_blocks, block, nfreq)
+        for d in range(channels):  # the projection M v, summed in chunk order
+            for k in range(k0, k1):
+                coef[b, d, k] = partial[0, b, d, k]
+            for t in range(1, parts):
+                for k in range(k0, k1):
+                    coef[b, d, k] += partial[t, b, d, k]
+        if channels == 1:
+            for k in range(k0, k1):
+                coef[b, 0, k] *= kinv[0, 0, k]
+            continue
+        mixed = np.empty(channels, coef.dtype)
+        for k in range(k0, k1):
+            for c in range(channels):
+                acc = kinv[c, 0, k] * coef[b, 0, k]
+                for d in range(1, channels):
+                    acc += kinv[c, d, k] * coef[b, d, k]
+                mixed[c] = acc
+            for c in range(channels):
+                coef[b, c, k] = mixed[c]
 
 
 @njit(nogil=True, cache=True)

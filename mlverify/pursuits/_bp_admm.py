@@ -93,8 +93,9 @@ CHECK_STRETCH = 8
 #: per-row Python calls dominate small rows).
 ROW_SWEEP_SIZE = 1 << 14
 
-#: Chunks of rows per worker of :class:`_RowSweep` (taken dynamically).
-CHUNKS_PER_WORKER = 4
+#: The chunks of rows of :class:`_RowSweep` shrink to ``rows // (CHUNK_FLOOR · threads)`` rows
+#: (at least one), see :func:`_guided_chunks`.
+CHUNK_FLOOR = 16
 
 _FREQ_BLOCK = 512
 _UPDATE_BLOCK = 8192
@@ -232,6 +233,20 @@ class _ADMM:
         return self.z.reshape(self.batch_shape + self.z.shape[1:])
 
 
+def _guided_chunks(rows: int, threads: int) -> np.ndarray:
+    """Boundaries of fixed chunks of consecutive rows for ``threads`` workers taking them in
+    turn (guided scheduling): each chunk holds ``1/(2·threads)`` of the rows left, at least
+    ``rows // (CHUNK_FLOOR · threads)`` (and one), so the first chunks are large (few partial
+    projections) and the last ones small (a worker finishing early waits at most for one
+    small chunk; on SPORCO's example, 36 rows on 2 workers: 9, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1)."""
+    bounds = [0]
+    smallest = max(1, rows // (CHUNK_FLOOR * threads))
+    while bounds[-1] < rows:
+        left = rows - bounds[-1]
+        bounds.append(bounds[-1] + min(left, max(smallest, -(-left // (2 * threads)))))
+    return np.array(bounds)
+
+
 @functools.lru_cache(maxsize=1)
 def _pool(threads: int) -> ThreadPoolExecutor:
     """The helper threads of :class:`_RowSweep` (kept between solves)."""
@@ -265,38 +280,40 @@ class _RowSweep:
         self.dfts = [RealDFT(state.spatial, state.dtype, len(state.spatial), workers=1, fftw=True)
                      for _ in range(threads)]
         self.v = np.empty((rows, nfreq), state.cdtype)  # the right-hand sides M^H s/ρ + ŵ
-        # fixed chunks of consecutive rows, each with its partial projection; workers take the
-        # next free chunk (balanced when a thread is slowed) and the partials are summed in
-        # chunk order, so the iterates do not depend on which worker did which chunk
-        n_chunks = min(rows, CHUNKS_PER_WORKER * threads)
-        self.chunks = np.linspace(0, rows, n_chunks + 1).astype(int)
-        self.partial = np.zeros((n_chunks, batch, channels, nfreq), state.cdtype)
+        # fixed chunks of consecutive rows, each with its partial projections (one per batch
+        # element; those of the elements outside the chunk stay zero); workers take the next
+        # free chunk (balanced when a thread is slowed) and the partials are summed in chunk
+        # order, so the iterates do not depend on which worker did which chunk
+        self.chunks = _guided_chunks(rows, threads)
+        self.partial = np.zeros((len(self.chunks) - 1, batch, channels, nfreq), state.cdtype)
         self._claim = itertools.count()
         self.coef = np.zeros((batch, channels, nfreq), state.cdtype)
+        self.block = _block(batch, nfreq, _FREQ_BLOCK)
         self.sums = np.zeros((rows, cpu_admm.N_SUMS))
         self.pool = _pool(max(threads - 1, 1))
 
     def _sweep(self, rows_of_thread) -> None:
         """``rows_of_thread(t)`` for every worker (worker 0 is the calling thread), then the
         next Woodbury coefficients from their partial projections."""
-        self.partial[...] = 0
         self._claim = itertools.count()
         others = [self.pool.submit(rows_of_thread, t) for t in range(1, self.threads)]
         rows_of_thread(0)
         for future in others:
             future.result()
-        cpu_admm.woodbury_apply(self.state.kinv, self.partial, self.coef)
+        cpu_admm.woodbury_apply(self.state.kinv, self.partial, self.coef, self.block)
 
     def _rows(self):
-        """``(row, batch element, atom, z row, u row, partial projection)`` of the chunks the
-        calling worker takes (``next`` on the shared counter is atomic: each chunk once)."""
+        """``(row, batch element, atom, z row, u row, partial projection, first)`` of the
+        chunks the calling worker takes (``next`` on the shared counter is atomic: each chunk
+        once); ``first``: the row's share is the first of its partial projection."""
         st = self.state
         atoms = st.z.shape[1]
         z, u = st.z.reshape(st.flat), st.u.reshape(st.flat)
         while (chunk := next(self._claim)) < len(self.chunks) - 1:
-            for row in range(self.chunks[chunk], self.chunks[chunk + 1]):
+            start = self.chunks[chunk]
+            for row in range(start, self.chunks[chunk + 1]):
                 b, f = divmod(row, atoms)
-                yield row, b, f, z[row], u[row], self.partial[chunk, b]
+                yield row, b, f, z[row], u[row], self.partial[chunk, b], row == start or f == 0
 
     def prime(self, zero: bool = False) -> None:
         r""":math:`v` and the coefficients from the current Z, U and ρ (``zero``: Z = U = 0,
@@ -308,11 +325,11 @@ class _RowSweep:
             w, w_hat = dft.real_in.reshape(-1), dft.spectrum.reshape(-1)
             if zero:
                 w_hat[...] = 0
-            for row, b, f, z, u, proj in self._rows():
+            for row, b, f, z, u, proj, first in self._rows():
                 if not zero:
                     np.subtract(z, u, out=w)
                     dft.forward()
-                cpu_admm.row_rhs(w_hat, st.spectra, f, st.signal, b, self.v, row, proj)
+                cpu_admm.row_rhs(w_hat, st.spectra, f, st.signal, b, self.v, row, proj, first)
 
         self._sweep(rows_of_thread)
 
@@ -325,7 +342,7 @@ class _RowSweep:
             spectrum = dft.spectrum.reshape(-1)
             x, w = dft.real_out.reshape(-1), dft.real_in.reshape(-1)
             scalars = (st.relax, st.keep, st.beta, st.low)
-            for row, b, f, z, u, proj in self._rows():
+            for row, b, f, z, u, proj, first in self._rows():
                 cpu_admm.row_solution(self.v, row, st.spectra, f, self.coef, b, st.inverse_size,
                                       spectrum)
                 dft.backward(normalise=False)
@@ -334,7 +351,8 @@ class _RowSweep:
                 else:
                     cpu_admm.row_step(x, z, u, w, *scalars)
                 dft.forward()
-                cpu_admm.row_rhs(spectrum, st.spectra, f, st.signal, b, self.v, row, proj)
+                cpu_admm.row_rhs(spectrum, st.spectra, f, st.signal, b, self.v, row, proj,
+                                 first)
 
         self._sweep(rows_of_thread)
         return self.sums.sum(axis=0) if with_sums else None

@@ -72,6 +72,46 @@ def test_solve_frequencies_matches_oracle_and_direct_solve(
 
 @given(
     seed=st.integers(0, 2**32 - 1),
+    channels=st.integers(1, 3),
+    parts=st.integers(1, 4),
+    batch=st.integers(1, 3),
+    nfreq=st.integers(1, 40),
+    block=st.integers(1, 16),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_row_kernels_of_the_projection_match_einsum(seed, channels, parts, batch, nfreq, block,
+                                                    dtype):
+    """``row_rhs`` stores (first share) or adds its share M v of the projection, and
+    ``woodbury_apply`` sums the partial projections and applies K, as their einsum formulas."""
+    rng = np.random.default_rng(seed)
+    atoms = 2
+    spectra = _complex(rng, (channels, atoms, nfreq), dtype)
+    signal = _complex(rng, (batch, channels, nfreq), dtype)
+    w_hat = _complex(rng, (nfreq,), dtype)
+    v = np.zeros((batch * atoms, nfreq), CDTYPE[dtype])
+    previous = _complex(rng, (channels, nfreq), dtype)
+    scale = np.abs(spectra).max() * (np.abs(w_hat).max() + channels * np.abs(signal).max())
+    expected_v = w_hat + np.einsum("ck,ck->k", np.conj(spectra[:, 1]), signal[batch - 1])
+    for first in (True, False):
+        proj = previous.copy()
+        cpu_admm.row_rhs(w_hat, spectra, 1, signal, batch - 1, v, 2 * batch - 1, proj, first)
+        np.testing.assert_allclose(v[-1], expected_v, rtol=0, atol=10 * RTOL[dtype] * scale)
+        share = spectra[:, 1] * expected_v
+        np.testing.assert_allclose(proj, share if first else previous + share, rtol=0,
+                                   atol=10 * RTOL[dtype] * scale * (1 + np.abs(previous).max()))
+
+    partial = _complex(rng, (parts, batch, channels, nfreq), dtype)
+    kinv = _complex(rng, (channels, channels, nfreq), dtype)
+    coef = np.empty((batch, channels, nfreq), CDTYPE[dtype])
+    cpu_admm.woodbury_apply(kinv, partial, coef, block)
+    oracle = np.einsum("cdk,bdk->bck", kinv.astype(np.complex128),
+                       partial.astype(np.complex128).sum(axis=0))
+    np.testing.assert_allclose(coef, oracle, rtol=0,
+                               atol=10 * RTOL[dtype] * parts * channels * np.abs(oracle).max())
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
     rows=st.integers(1, 4),
     size=st.integers(1, 50),
     block=st.integers(1, 64),
