@@ -59,14 +59,13 @@ import functools
 import itertools
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft
 
 from .._validate import check_engine, check_nonnegative, check_positive_int
 from ..kernels import cpu, cpu_admm
-from ..kernels.fft import RealDFT, fftw_planned
+from ..kernels.fft import RealDFT, fftw_planned, helper_pool
 from ._certificates import DualityGap
 from ._checks import check_codes, check_dictionary, check_signal
 from ._result import PursuitResult
@@ -247,12 +246,6 @@ def _guided_chunks(rows: int, threads: int) -> np.ndarray:
     return np.array(bounds)
 
 
-@functools.lru_cache(maxsize=1)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """The helper threads of :class:`_RowSweep` (kept between solves)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="mlverify-admm")
-
-
 class _RowSweep:
     r"""The ADMM iteration one code row (batch element, atom) at a time, for FFTW-sized problems.
 
@@ -290,7 +283,7 @@ class _RowSweep:
         self.coef = np.zeros((batch, channels, nfreq), state.cdtype)
         self.block = _block(batch, nfreq, _FREQ_BLOCK)
         self.sums = np.zeros((rows, cpu_admm.N_SUMS))
-        self.pool = _pool(max(threads - 1, 1))
+        self.pool = helper_pool(max(threads - 1, 1))
 
     def _sweep(self, rows_of_thread) -> None:
         """``rows_of_thread(t)`` for every worker (worker 0 is the calling thread), then the

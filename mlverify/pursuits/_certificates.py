@@ -219,11 +219,17 @@ class DualityGap:
         return SpectralConvolution(self.D.filters, spatial, workers=cpu.thread_count(),
                                    spectra=self.D.spectra(spatial))
 
-    def _ray_dual(self, r: np.ndarray, dtr: np.ndarray) -> np.ndarray:
-        """Best dual value per batch element on the ray ``s·r``, ``s >= 0`` feasible."""
+    def _extremes(self, dtr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Largest and smallest entry per batch element of :math:`D^Tr` ``(batch, m·∏S)``, the
+        entries off the support counted as 0."""
         dtr = self._on_support(dtr)
-        # max |.| as max(max, -min): exact, and no temporary the size of the codes
-        corr = dtr.max(axis=1) if self.nonneg else np.maximum(dtr.max(axis=1), -dtr.min(axis=1))
+        return dtr.max(axis=1), dtr.min(axis=1)
+
+    def _ray_dual(self, r: np.ndarray, extremes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Best dual value per batch element on the ray ``s·r``, ``s >= 0`` feasible, from the
+        :meth:`_extremes` of :math:`D^Tr`."""
+        high, low = extremes
+        corr = high if self.nonneg else np.maximum(high, -low)  # max |.| = max(max, -min)
         bound = corr + self._rounding * np.abs(r).max(axis=1)
         norm2 = np.einsum("bi,bi->b", r, r)
         inner = np.einsum("bi,bi->b", self._yflat, r)
@@ -259,44 +265,50 @@ class DualityGap:
             r = self._residual(codes64)
             g = self._d64.analyze(r, engine=self.engine)
         values = self._gap(None if codes is None else self._flat(codes64), self._flat(r),
-                           self._flat(g),
-                           analyze=lambda v: self._d64.analyze(v, engine=self.engine))
+                           self._extremes(self._flat(g)),
+                           extremes_of=lambda v: self._extremes(self._flat(
+                               self._d64.analyze(v, engine=self.engine))))
         values["kkt"] = math.inf if values["primal"] == math.inf else self._kkt(codes64, g)
         return values
 
     def _estimate(self, spectral: SpectralConvolution, codes: np.ndarray | None) -> dict:
+        def extremes_of(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            support = None if self.support is None else self.support[0]
+            return spectral.analysis_extremes(signal.astype(self.D.dtype), support)
+
         if codes is None:
-            r, g = self._y64, self._dty_estimate
+            r, extremes = self._y64, self._dty_extremes_estimate
         else:
             r = self._y64 - spectral.synthesize(codes)
-            g = self._flat(spectral.analyze(r.astype(self.D.dtype)))
-        values = self._gap(None if codes is None else self._flat(codes), self._flat(r), g,
-                           estimate=True,
-                           analyze=lambda v: spectral.analyze(v.astype(self.D.dtype)))
+            extremes = extremes_of(r)
+        values = self._gap(None if codes is None else self._flat(codes), self._flat(r), extremes,
+                           estimate=True, extremes_of=extremes_of)
         values.update(kkt=math.nan, certified=False)
         return values
 
     @functools.cached_property
     def _y_ray(self) -> np.ndarray:
         """Dual values on the ray of :math:`y` (certified; they depend on the problem only)."""
-        return self._ray_dual(self._yflat, self._dty)
+        return self._ray_dual(self._yflat, self._extremes(self._dty))
 
     @functools.cached_property
-    def _dty_estimate(self) -> np.ndarray:
-        """:math:`D^Ty` through the DFT, ``(batch, m·∏S)`` (an estimate)."""
-        return self._flat(self._spectral.analyze(self.y))
+    def _dty_extremes_estimate(self) -> tuple[np.ndarray, np.ndarray]:
+        """The :meth:`_extremes` of :math:`D^Ty` through the DFT (estimates)."""
+        support = None if self.support is None else self.support[0]
+        return self._spectral.analysis_extremes(self.y, support)
 
     @functools.cached_property
     def _y_ray_estimate(self) -> np.ndarray:
         """Dual values on the ray of :math:`y` with :math:`D^Ty` through the DFT (estimates)."""
-        return self._ray_dual(self._yflat, self._dty_estimate)
+        return self._ray_dual(self._yflat, self._dty_extremes_estimate)
 
-    def _gap(self, flat_codes: np.ndarray | None, rflat: np.ndarray, gflat: np.ndarray,
-             estimate: bool = False, analyze=None) -> dict:
-        r"""Primal, dual and relative gap from the residual and its analysis (flat per batch;
-        ``flat_codes=None``: :math:`\Gamma = 0`); ``estimate``: the ray of :math:`y` from the
-        DFT :math:`D^Ty` (else the certified one); ``analyze`` (:math:`D^T` of a signal)
-        evaluates the extrapolated dual candidate, when there is one."""
+    def _gap(self, flat_codes: np.ndarray | None, rflat: np.ndarray, extremes,
+             estimate: bool = False, extremes_of=None) -> dict:
+        r"""Primal, dual and relative gap from the residual (flat per batch) and the
+        :meth:`_extremes` of its analysis (``flat_codes=None``: :math:`\Gamma = 0`);
+        ``estimate``: the ray of :math:`y` from the DFT :math:`D^Ty` (else the certified one);
+        ``extremes_of`` (those of :math:`D^T` of a signal) evaluates the extrapolated dual
+        candidate, when there is one."""
         self._last_residual = rflat
         y_ray = self._y_ray_estimate if estimate else self._y_ray
         if flat_codes is None:  # r = y: its ray is the ray of y
@@ -305,11 +317,11 @@ class DualityGap:
             primal = math.inf if not self._feasible(flat_codes) else (
                 0.5 * float(np.einsum("bi,bi->", rflat, rflat))
                 + self.lam * float(np.abs(flat_codes).sum(dtype=np.float64)))
-            duals = [self._ray_dual(rflat, gflat), y_ray]
-        extrapolated = self._extrapolated() if analyze is not None else None
+            duals = [self._ray_dual(rflat, extremes), y_ray]
+        extrapolated = self._extrapolated() if extremes_of is not None else None
         if extrapolated is not None:
-            analysis = analyze(extrapolated.reshape(self._y64.shape))
-            duals.append(self._ray_dual(extrapolated, self._flat(analysis)))
+            candidate = extremes_of(extrapolated.reshape(self._y64.shape))
+            duals.append(self._ray_dual(extrapolated, candidate))
         dual = float(np.maximum(np.max(duals, axis=0), 0.0).sum())
         return {"primal": primal, "dual": dual, "rel_gap": relative_gap(primal, dual),
                 "certified": True}
@@ -382,7 +394,8 @@ class DualityGap:
         kkt = self._flat(self._kkt_distances(codes64, g)).max(axis=1)
         infeasible = self._infeasible(flat_codes)
         primal[infeasible] = kkt[infeasible] = math.inf
-        dual = np.maximum(np.maximum(self._ray_dual(rflat, gflat), self._y_ray), 0.0)
+        dual = np.maximum(np.maximum(self._ray_dual(rflat, self._extremes(gflat)), self._y_ray),
+                          0.0)
         return {"primal": primal, "dual": dual, "kkt": kkt}
 
     def evaluate(self, codes) -> tuple[float, float, float]:

@@ -41,6 +41,46 @@ def test_spectral_equals_dense_matrix(ndim, m, c, n, extra, batch, dtype, seed):
     np.testing.assert_array_equal(shared.analyze(signal), analysis)
 
 
+@settings(max_examples=30, deadline=None)
+@given(ndim=st.sampled_from([1, 2]), m=st.integers(1, 4), c=st.integers(1, 3),
+       n=st.integers(1, 4), extra=st.integers(0, 4), batch=st.sampled_from([(), (1,), (3,)]),
+       workers=st.integers(1, 3), with_support=st.booleans(),
+       dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**16))
+def test_row_by_row_operators_equal_dense_matrix(ndim, m, c, n, extra, batch, workers,
+                                                 with_support, dtype, seed):
+    """The row-by-row synthesis (any number of workers, rows of several batch elements per
+    worker) and the analysis extremes (entries off a support counted as 0) of both paths
+    against the dense matrix."""
+    rng = np.random.default_rng(seed)
+    kernel = (n,) * ndim
+    spatial = tuple(k + extra + (i % 2) for i, k in enumerate(kernel))
+    filters = rng.standard_normal((m, c, *kernel)).astype(dtype)
+    dense = ConvDictionary(filters).to_dense(spatial).astype(np.float64)
+    rows = SpectralConvolution(filters, spatial, workers=workers, by_rows=True)
+    batched = SpectralConvolution(filters, spatial, workers=workers, by_rows=False)
+    codes = rng.standard_normal((*batch, m, *spatial)).astype(dtype)
+    signal = rng.standard_normal((*batch, c, *spatial)).astype(dtype)
+    rtol = 1e-4 if dtype == np.float32 else 1e-11
+    synth = rows.synthesize(codes)
+    assert synth.dtype == dtype and synth.shape == (*batch, c, *spatial)
+    expected = codes.reshape(-1, dense.shape[1]).astype(np.float64) @ dense.T
+    np.testing.assert_allclose(synth.reshape(expected.shape), expected, rtol=rtol,
+                               atol=rtol * np.abs(expected).max())
+    support = rng.random((m, *spatial)) < 0.5 if with_support else None
+    analysis = signal.reshape(-1, dense.shape[0]).astype(np.float64) @ dense
+    if support is not None:
+        analysis = np.where(support.reshape(-1), analysis, 0.0)
+    scale = rtol * np.abs(analysis).max()
+    for op in (rows, batched):
+        high, low = op.analysis_extremes(signal, support)
+        assert high.shape == low.shape == (max(1, int(np.prod(batch))),)
+        np.testing.assert_allclose(high, analysis.max(axis=1), rtol=0, atol=scale)
+        np.testing.assert_allclose(low, analysis.min(axis=1), rtol=0, atol=scale)
+    bad = signal.copy()
+    bad.reshape(-1)[0] = np.nan
+    assert np.isnan(rows.analysis_extremes(bad)[0][0])  # NaN is not hidden
+
+
 @settings(max_examples=40, deadline=None)
 @given(m=st.integers(1, 4), c=st.integers(1, 3), nfreq=st.integers(1, 40), batch=st.integers(1, 3),
        block=st.integers(1, 16), adjoint=st.booleans(),

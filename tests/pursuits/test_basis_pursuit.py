@@ -178,12 +178,15 @@ def test_lam_at_or_above_lam_max_gives_zero(nonneg):
     assert below.codes[0].any() and below.status == "converged"
 
 
+@pytest.mark.parametrize("by_rows", [False, True])
 @pytest.mark.parametrize("nonneg", [False, True])
 @pytest.mark.parametrize(("filters", "spatial"), [((3, 2, 5), (20,)), ((4, 1, 6, 6), (14, 12))])
-def test_certificates_of_none_are_those_of_zero_codes(filters, spatial, nonneg):
+def test_certificates_of_none_are_those_of_zero_codes(filters, spatial, nonneg, by_rows,
+                                                      monkeypatch):
     """``codes=None`` (a cold start, no transform) gives the values of explicit zero codes: the
-    certified ones, the DFT estimates (36 taps: spectral) and the stopping test, with a batch
-    and a support."""
+    certified ones, the DFT estimates (36 taps: spectral; batched or row by row) and the
+    stopping test, with a batch and a support."""
+    from mlverify.kernels import fft
     from mlverify.pursuits._certificates import DualityGap
 
     rng = np.random.default_rng(11)
@@ -191,6 +194,10 @@ def test_certificates_of_none_are_those_of_zero_codes(filters, spatial, nonneg):
     y = rng.standard_normal((2, filters[1], *spatial))
     support = rng.random((filters[0], *spatial)) < 0.7
     zeros = np.zeros((2, filters[0], *spatial))
+    if by_rows:
+        pytest.importorskip("pyfftw")
+        monkeypatch.setattr(fft, "ROW_SIZE", 1)
+        monkeypatch.setattr(fft, "FFTW_SIZE", 1)
     for kwargs in ({}, {"support": support}):
         def fresh():
             return DualityGap(D, y, 0.3, nonneg=nonneg, **kwargs)  # noqa: B023
@@ -343,12 +350,21 @@ def test_callback_sees_every_iterate_and_can_stop(solver):
         basis_pursuit(D, y, lam, callback=3)
 
 
+@pytest.mark.parametrize("by_rows", [False, True])
 @pytest.mark.parametrize("solver", ["fista", "admm"])
-def test_large_filters_stop_on_a_certified_gap_after_dft_estimates(solver):
-    """6x6 filters: checks are DFT estimates until the estimate passes tol, then certified."""
+def test_large_filters_stop_on_a_certified_gap_after_dft_estimates(solver, by_rows,
+                                                                    monkeypatch):
+    """6x6 filters: checks are DFT estimates until the estimate passes tol, then certified;
+    the estimates' transforms batched or row by row (forced on this small problem)."""
+    from mlverify.kernels import fft
     from mlverify.pursuits._certificates import DualityGap
 
+    if by_rows:
+        pytest.importorskip("pyfftw")
+        monkeypatch.setattr(fft, "ROW_SIZE", 1)
+        monkeypatch.setattr(fft, "FFTW_SIZE", 1)
     D, y, lam = make_problem((4, 1, 6, 6), (24, 20), seed=22)
+    assert DualityGap(D, y, lam)._spectral.by_rows == by_rows
     result = basis_pursuit(D, y, lam, solver=solver, tol=1e-6, max_iter=20000)
     certified = result.history["certified"]
     assert result.converged and certified[-1] == 1.0 and 0.0 in certified
