@@ -163,8 +163,9 @@ class SpectralConvolution:
     workers : int
         Threads.
     spectra : ndarray, optional
-        The filters' float64 spectra ``rfftn(filters, s=spatial)`` when the caller has them
-        (:meth:`mlverify.model.dictionary.ConvDictionary.spectra`); computed here otherwise.
+        The filters' spectra ``rfftn(filters, s=spatial)`` when the caller has them
+        (:meth:`mlverify.model.dictionary.ConvDictionary.spectra`, used without a copy when in
+        the working precision); computed here otherwise.
     by_rows : bool, optional
         Force (``True``) or forbid (``False``) the row-by-row transforms; default by size.
     """
@@ -179,7 +180,7 @@ class SpectralConvolution:
         if spectra is None:
             spectra = scipy.fft.rfftn(filters.astype(np.float64), s=self.spatial, axes=self.axes,
                                       workers=workers)
-        self.spectra = spectra.astype(np.result_type(self.dtype, np.complex64))
+        self.spectra = np.asarray(spectra, dtype=np.result_type(self.dtype, np.complex64))
         self.freq_shape = spectra.shape[2:]
         self.nfreq = math.prod(self.freq_shape)
         self._dfts: dict[tuple, list[RealDFT]] = {}

@@ -113,7 +113,7 @@ class ConvDictionary:
         self._f4 = array.reshape(array.shape[:2] + (1,) * (4 - array.ndim) + array.shape[2:])
         # Synthesis runs the analysis kernel with transposed, x-flipped taps (cpu.correlate).
         self._spectral_norms: dict[tuple[int, ...], float] = {}
-        self._spectra: dict[tuple[int, ...], np.ndarray] = {}
+        self._spectra: dict[tuple[int, ...], dict[np.dtype, np.ndarray]] = {}
         self._synthesis_taps = np.ascontiguousarray(self._f4.transpose(1, 0, 2, 3)[..., ::-1])
         # The sparse-input kernel takes taps (n_in, n1, n2, n_out), flipped along the columns
         # (cpu_sparse.flip_taps).
@@ -525,15 +525,20 @@ class ConvDictionary:
             self._spectral_norms[spatial] = self._exact_spectral_norm(spatial)
         return self._spectral_norms[spatial]
 
-    def spectra(self, spatial_shape) -> np.ndarray:
-        r"""The DFT of every filter zero-padded to ``spatial_shape``, in float64 (read-only).
+    def spectra(self, spatial_shape, dtype=np.complex128) -> np.ndarray:
+        r"""The DFT of every filter zero-padded to ``spatial_shape`` (read-only).
 
         ``spectra(S)[f, c] = rfftn(filters[f, c], s=S)``, shape ``(m, c, *S[:-1], S[-1]//2 + 1)``:
         the half spectrum of real filters, :math:`\hat A[f, c, k]` of
-        :mod:`mlverify.kernels.fft`. Computed once per shape and kept for the last
-        :data:`SPECTRA_KEPT` shapes, so a solver and its certificate share one computation.
+        :mod:`mlverify.kernels.fft`, computed in float64; ``dtype=np.complex64`` gives them
+        rounded to single precision (the float32 solvers' operand). Computed once per shape
+        (and rounded once) and kept for the last :data:`SPECTRA_KEPT` shapes, so a solver and
+        its certificate share one computation.
         """
         spatial = self._spatial_shape(spatial_shape)
+        dtype = np.dtype(dtype)
+        if dtype not in (np.complex64, np.complex128):
+            raise ValueError(f"dtype must be complex64 or complex128, got {dtype}")
         if spatial not in self._spectra:
             # rfftn = rfft of the last axis, then fft of the others; done in that order on the
             # n-tap filters, the padded rows are never transformed (3× faster at 12×12 in 256²)
@@ -545,8 +550,13 @@ class ConvDictionary:
             spectra.setflags(write=False)
             while len(self._spectra) >= SPECTRA_KEPT:
                 del self._spectra[next(iter(self._spectra))]  # the oldest shape
-            self._spectra[spatial] = spectra
-        return self._spectra[spatial]
+            self._spectra[spatial] = {spectra.dtype: spectra}
+        kept = self._spectra[spatial]
+        if dtype not in kept:
+            rounded = kept[np.dtype(np.complex128)].astype(dtype)
+            rounded.setflags(write=False)
+            kept[dtype] = rounded
+        return kept[dtype]
 
     def _exact_spectral_norm(self, spatial: tuple[int, ...]) -> float:
         # Real filters: frequency k and -k have conjugate responses, so the half spectrum suffices.

@@ -126,10 +126,11 @@ class _ADMM:
         spec = D.spectra(self.spatial)
         self.freq_shape = spec.shape[2:]
         nfreq = math.prod(self.freq_shape)
-        spec = np.ascontiguousarray(np.swapaxes(spec.reshape(m, c, nfreq), 0, 1))
         gram = cpu_admm.frequency_gram_reference if engine == "numpy" else cpu_admm.frequency_gram
-        self.gram = gram(spec)
-        self.spectra = np.ascontiguousarray(spec.astype(self.cdtype))
+        self.gram = gram(np.ascontiguousarray(np.swapaxes(spec.reshape(m, c, nfreq), 0, 1)))
+        # (c, m, F) in the working precision: a read-only view of the dictionary's for c = 1
+        self.spectra = np.ascontiguousarray(np.swapaxes(
+            D.spectra(self.spatial, self.cdtype).reshape(m, c, nfreq), 0, 1))
         self.y_hat = self._fft(y.reshape((batch, c, *self.spatial))).astype(self.cdtype)
 
         shape = (batch, m, *self.spatial)

@@ -216,8 +216,9 @@ class DualityGap:
         if taps < SPECTRAL_TAPS or self.engine == "numpy":
             return None
         spatial = self.y.shape[-self.D.spatial_ndim:]
+        cdtype = np.result_type(self.D.dtype, np.complex64)
         return SpectralConvolution(self.D.filters, spatial, workers=cpu.thread_count(),
-                                   spectra=self.D.spectra(spatial))
+                                   spectra=self.D.spectra(spatial, cdtype))
 
     def _extremes(self, dtr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Largest and smallest entry per batch element of :math:`D^Tr` ``(batch, m·∏S)``, the

@@ -210,6 +210,12 @@ def test_spectra_are_the_padded_dfts_kept_per_shape(shape, spatial, monkeypatch)
     assert spectra.dtype == np.complex128 and spectra.shape == want.shape
     np.testing.assert_allclose(spectra, want, rtol=0, atol=1e-12 * np.abs(want).max())
     assert not spectra.flags.writeable and D.spectra(spatial) is spectra
+    single = D.spectra(spatial, np.complex64)  # rounded once, kept beside the float64 ones
+    assert single.dtype == np.complex64 and not single.flags.writeable
+    assert D.spectra(spatial, "complex64") is single
+    np.testing.assert_array_equal(single, spectra.astype(np.complex64))
+    with pytest.raises(ValueError, match="complex64 or complex128"):
+        D.spectra(spatial, np.float64)
     monkeypatch.setattr(dictionary, "SPECTRA_KEPT", 2)
     others = [tuple(n + extra for n in spatial) for extra in (1, 2)]
     assert D.spectra(others[0]) is D.spectra(others[0]) and D.spectra(spatial) is spectra
