@@ -104,7 +104,8 @@ def test_dot_test(case, engine):
     assert abs(left - right) <= (1e-12 if D.dtype == np.float64 else 1e-5) * (1.0 + scale)
 
 
-@given(cases(), st.sampled_from(["numpy", "cpu"]), st.sampled_from(["auto", "dense", "sparse"]))
+@given(cases(), st.sampled_from(["numpy", "cpu"]),
+       st.sampled_from(["auto", "dense", "sparse", "fft"]))
 def test_operators_match_index_formula(case, engine, method):
     """synthesize, analyze and to_dense equal the matrix of THEORY.md §1 built entry by entry."""
     filters, spatial, batch, rng = case
@@ -121,7 +122,7 @@ def test_operators_match_index_formula(case, engine, method):
     signal = random_array(rng, (*batch, D.n_channels, *spatial), D.dtype)
     scale = apply(np.abs(matrix.T).astype(np.float64), np.abs(signal).astype(np.float64), batch,
                   D.n_atoms, spatial)
-    got = D.analyze(signal, engine=engine)
+    got = D.analyze(signal, engine=engine, method=method)
     assert_matches(got, apply(matrix.T, signal, batch, D.n_atoms, spatial), scale)
 
 
@@ -417,6 +418,7 @@ def test_integer_lists_become_float64():
         ("synthesize", "cpu", "sparse"),
         ("synthesize", "cpu", "auto"),
         ("synthesize", "cpu", "dense"),
+        ("synthesize", "cpu", "fft"),
         ("analyze", "numpy", None),
         ("analyze", "cpu", None),
     ],
