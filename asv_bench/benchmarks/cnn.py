@@ -106,9 +106,10 @@ class TorchCNN(_Model):
 
 
 class SparseAnalysis:
-    """Layer-2 analysis (32 → 64 channels, 5×5, 256×256) of a ReLU-sparse input."""
+    """Layer-2 analysis (32 → 64 channels, 5×5, 256×256) of a ReLU-sparse input: direct sums,
+    sparse-input kernel, tile DFTs."""
 
-    params = (DTYPES, [0.05, 0.1, 0.2, 0.4], ["dense", "sparse"])
+    params = (DTYPES, [0.05, 0.1, 0.2, 0.4], ["dense", "sparse", "fft"])
     param_names = ["dtype", "density", "method"]
 
     def setup(self, dtype, density, method):

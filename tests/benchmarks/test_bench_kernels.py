@@ -37,7 +37,7 @@ def _check_dot(D, codes, signal, synthesized, analyzed):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", list(STANDARD))
-@pytest.mark.parametrize(("method", "density"), [("dense", 1.0), ("sparse", 0.02)])
+@pytest.mark.parametrize(("method", "density"), [("dense", 1.0), ("sparse", 0.02), ("fft", 1.0)])
 def test_bench_synthesize(benchmark, name, dtype, method, density):
     D, codes, signal = _problem(name, dtype, density)
     D.synthesize(codes, method=method)  # warm the JIT outside the timing
@@ -47,8 +47,9 @@ def test_bench_synthesize(benchmark, name, dtype, method, density):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", list(STANDARD))
-def test_bench_analyze(benchmark, name, dtype):
+@pytest.mark.parametrize("method", ["auto", "fft"])
+def test_bench_analyze(benchmark, name, dtype, method):
     D, codes, signal = _problem(name, dtype, 1.0)
-    D.analyze(signal)
-    analyzed = benchmark(D.analyze, signal)
+    D.analyze(signal, method=method)
+    analyzed = benchmark(D.analyze, signal, method=method)
     _check_dot(D, codes, signal, D.synthesize(codes), analyzed)
