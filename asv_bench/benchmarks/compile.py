@@ -21,6 +21,7 @@ _CALLS = {
     "synthesize": "synthesize(np.ones((2, 16, 16), dtype=np.{dtype}), method='dense')",
     "synthesize_sparse": "synthesize(np.ones((2, 16, 16), dtype=np.{dtype}), method='sparse')",
     "analyze": "analyze(np.ones((1, 16, 16), dtype=np.{dtype}))",
+    "analyze_fft": "analyze(np.ones((1, 16, 16), dtype=np.{dtype}), method='fft')",
 }
 
 
