@@ -25,7 +25,8 @@ correlation (convolution) of length ``N`` equals the periodic one on the outputs
 Cost, against the direct kernel's :math:`mcn_1n_2` multiply-adds per position: transforms of
 ``m + c`` channels over ``(N/T)^2`` times the positions, and ``mc/2`` complex multiply-adds per
 padded position in ``gemm``. Measured (2 threads, float32, 256², 64 atoms 32×5×5, analysis):
-44-59 ms against 76 ms for :func:`mlverify.kernels.cpu.correlate` (float64: 71-76 against 142).
+40-42 ms against 72 ms for :func:`mlverify.kernels.cpu.correlate` (float64: 64-72 against 132-138),
+in passes of 30 tiles whose buffers take 24 MB (float64: 49 MB).
 """
 
 from __future__ import annotations
@@ -44,17 +45,18 @@ from .fft import pyfftw
 #: Candidate tile grids ``N`` per axis: powers of two, which FFTW transforms fastest (sizes with
 #: factors of 3 measured up to 2× slower in the interleaved layout used here).
 GRIDS = (8, 16, 32, 64, 128, 256, 512)
-#: Tiles per pass (rounded to whole rows of tiles): the buffers of one pass stay in the last-level
-#: cache, and the per-frequency matrix products still have this many columns.
-BLOCK_TILES = 128
+#: Tiles per pass (rounded to whole rows of tiles): the buffers kept are those of one pass, and
+#: the per-frequency matrix products still have this many columns. On 256² with 32×32 tiles:
+#: passes of 30 tiles, 49 MB of float64 buffers, 64-81 ms; passes of all 100, 162 MB, 63-68 ms.
+BLOCK_TILES = 32
 
 # Cost model of one call, in ns on 2 threads: per transformed value and log2 of the grid, per
 # complex multiply-add of the mix (inflated by (1 + MIX_WIDTH / tiles per pass) for narrow matrix
 # products), per gathered / scattered value, times a factor per precision (float32, float64); and
 # per multiply-add of the direct kernel (mlverify.kernels.cpu.correlate) per precision. Measured
 # on 256², 64 atoms 32×5×5, through ConvDictionary.analyze / synthesize (outputs allocated):
-# direct 76 / 142 ms, tiles 44-59 / 71-76 ms (float32 / float64).
-_NS_FFT, _NS_MIX, _MIX_WIDTH, _NS_MOVE = 0.12, 0.067, 32, 1.0
+# direct 72-76 / 132-142 ms, tiles 40-60 / 64-76 ms (float32 / float64) over several runs.
+_NS_FFT, _NS_MIX, _MIX_WIDTH, _NS_MOVE = 0.12, 0.067, 16, 1.0
 _SCALE = {4: 1.7, 8: 2.5}
 _NS_DIRECT = {4: 0.022, 8: 0.042}
 
@@ -67,28 +69,28 @@ def tile_grids(spatial: tuple[int, int], kernel: tuple[int, int], n_in: int, n_o
     of ``itemsize`` bytes, tile grids from ``grids`` and passes of ``block`` tiles.
 
     Returns ``((T1, T2), (N1, N2), (count1, count2)), ns``: per axis ``count`` tiles of ``T``
-    outputs reading ``N = T + n - 1`` inputs, from :data:`GRIDS` or one exactly periodic tile
-    (``T = N = S``)."""
-    options = []
-    for size, taps in zip(spatial, kernel, strict=True):
-        axis = [(size, size, 1)]
-        for grid in grids:
-            outputs = grid - taps + 1
-            if grid < size and outputs >= max(1, taps - 1):  # a tile at least as long as its halo
-                axis.append((outputs, grid, -(-size // outputs)))
-        options.append(axis)
+    outputs reading ``N = T + n - 1`` inputs, one grid ``N`` from ``grids`` for every axis
+    longer than it (square tiles: measured faster and steadier than strips), or one exactly
+    periodic tile (``T = N = S``)."""
     best = None
-    for (t1, g1, c1) in options[0]:
-        for (t2, g2, c2) in options[1]:
-            tiles = batch * c1 * c2
-            width = min(tiles, max(c2, block))
-            values = tiles * g1 * g2
-            ns = _SCALE[itemsize] * (
-                _NS_FFT * values * math.log2(max(g1 * g2, 2)) * (n_in + n_out)
-                + _NS_MIX * (1 + _MIX_WIDTH / width) * tiles * g1 * (g2 // 2 + 1) * n_in * n_out
-                + _NS_MOVE * (values * n_in + batch * spatial[0] * spatial[1] * n_out))
-            if best is None or ns < best[1]:
-                best = (((t1, t2), (g1, g2), (c1, c2)), ns)
+    for grid in (*grids, None):  # one grid for every tiled axis (None: no tiles)
+        axes = []
+        for size, taps in zip(spatial, kernel, strict=True):
+            outputs = 0 if grid is None else grid - taps + 1
+            if grid is None or grid >= size or outputs < max(1, taps - 1):
+                axes.append((size, size, 1))  # a tile at least as long as its halo, or none
+            else:
+                axes.append((outputs, grid, -(-size // outputs)))
+        (t1, g1, c1), (t2, g2, c2) = axes
+        tiles = batch * c1 * c2
+        width = min(tiles, max(c2, block))
+        values = tiles * g1 * g2
+        ns = _SCALE[itemsize] * (
+            _NS_FFT * values * math.log2(max(g1 * g2, 2)) * (n_in + n_out)
+            + _NS_MIX * (1 + _MIX_WIDTH / width) * tiles * g1 * (g2 // 2 + 1) * n_in * n_out
+            + _NS_MOVE * (values * n_in + batch * spatial[0] * spatial[1] * n_out))
+        if best is None or ns < best[1]:
+            best = (((t1, t2), (g1, g2), (c1, c2)), ns)
     return best
 
 

@@ -37,9 +37,11 @@ TILED_KEPT = 4
 #: The fused steps (:meth:`ConvDictionary.proximal_gradient_step`, the layered thresholding) take
 #: the tile DFTs for a dense correlation when their modelled time is below this fraction of the
 #: direct kernel's (:func:`mlverify.kernels.tiled.tile_grids`; the margin covers the model's
-#: error). Measured for 64 atoms 32×5×5 on 256², 2 threads: float64 tiles 71-76 ms against 142
-#: (taken); float32 44-59 against 76 (not taken: in ML-ISTA's layer step the sparse-input route
-#: stays faster, and tiles there measured 25 % slower per iteration).
+#: error). Measured for 64 atoms 32×5×5 on 256², 2 threads: float64 tiles 64-72 ms against
+#: 132-138 (modelled 0.54: taken; ML-ISTA float64 per iteration 114 against 153 ms at densities
+#: 10 %/5 %, 138 against 244 at 40 %/20 %); float32 40-60 against 72-76 (modelled 0.70: not
+#: taken; a version that took them made ML-ISTA's float32 iteration ~25 % slower than the
+#: sparse-input route of its layer step).
 TILED_MARGIN = 0.6
 
 
@@ -132,6 +134,13 @@ class ConvDictionary:
         self._normal_taps_t: np.ndarray | None = None
         self._normal_taps_flipped: np.ndarray | None = None
         self._tiled: dict[tuple, tiled.TiledCorrelation] = {}
+
+    def __getstate__(self) -> dict:
+        """Pickled without the tile-DFT operators (FFTW plans and buffers: made again on first
+        use), so dictionaries travel to worker processes and asv caches."""
+        state = self.__dict__.copy()
+        state["_tiled"] = {}
+        return state
 
     # ------------------------------------------------------------------ description
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -99,6 +101,12 @@ def test_dictionary_fft_method(dtype):
         assert abs(left - right) <= 10 * tol * abs(left)
         empty = np.zeros((0, D.n_atoms, *spatial), dtype)
         assert D.synthesize(empty, method="fft").shape == (0, D.n_channels, *spatial)
+        assert D._tiled  # operators kept, and a pickle leaves them out (FFTW plans do not pickle)
+        copy = pickle.loads(pickle.dumps(D))
+        assert not copy._tiled and D._tiled
+        again = D.analyze(signal, method="fft")  # new plans: equal up to rounding
+        np.testing.assert_allclose(copy.analyze(signal, method="fft"), again, rtol=0,
+                                   atol=tol * np.abs(again).max())
 
 
 def test_fused_steps_take_tiles_where_modelled_faster():
