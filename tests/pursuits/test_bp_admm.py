@@ -25,15 +25,18 @@ def _complex(rng, shape, dtype):
 
 
 # ----------------------------------------------------------------------------- kernels
-@given(
+#: Strategies of the per-frequency kernels' tests.
+FREQUENCY_CASES = dict(
     seed=st.integers(0, 2**32 - 1),
     channels=st.integers(1, 3),
-    atoms=st.integers(1, 5),
     nfreq=st.integers(1, 40),
     batch=st.integers(1, 3),
     block=st.integers(1, 16),
     dtype=st.sampled_from([np.float32, np.float64]),
 )
+
+
+@given(atoms=st.integers(1, 5), **FREQUENCY_CASES)
 def test_solve_frequencies_matches_oracle_and_direct_solve(
     seed, channels, atoms, nfreq, batch, block, dtype
 ):
@@ -70,15 +73,7 @@ def test_solve_frequencies_matches_oracle_and_direct_solve(
                                atol=1e3 * np.finfo(dtype).eps * np.abs(direct).max())
 
 
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    channels=st.integers(1, 3),
-    parts=st.integers(1, 4),
-    batch=st.integers(1, 3),
-    nfreq=st.integers(1, 40),
-    block=st.integers(1, 16),
-    dtype=st.sampled_from([np.float32, np.float64]),
-)
+@given(parts=st.integers(1, 4), **FREQUENCY_CASES)
 def test_row_kernels_of_the_projection_match_einsum(seed, channels, parts, batch, nfreq, block,
                                                     dtype):
     """``row_rhs`` stores (first share) or adds its share M v of the projection, and
