@@ -36,6 +36,7 @@ import math
 import threading
 
 import numpy as np
+import scipy.fft
 from numba import njit, prange
 
 from ._scalar import KIND_NONE
@@ -170,8 +171,6 @@ class TiledCorrelation:
         if pyfftw is not None:
             self._forward()
         else:  # pragma: no cover - pyfftw is a dependency
-            import scipy.fft
-
             self.spec_in[...] = scipy.fft.rfftn(self.real_in, axes=(1, 2), workers=self.workers)
         nfreq = self.kernel.shape[0]
         mix_in = self.spec_in.reshape(self.n_in, nfreq, -1)[..., :width]
@@ -180,8 +179,6 @@ class TiledCorrelation:
         if pyfftw is not None:
             self._backward()
         else:  # pragma: no cover
-            import scipy.fft
-
             self.real_out[...] = scipy.fft.irfftn(self.spec_out, s=self.grid, axes=(1, 2),
                                                   workers=self.workers)
 
