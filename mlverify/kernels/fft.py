@@ -60,16 +60,21 @@ def helper_pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="mlverify-rows")
 
 
-def run_shares(task, rows: int, threads: int) -> None:
-    """``task(worker, start, stop)`` on ``threads`` fixed, consecutive shares of ``rows`` rows,
-    side by side (worker 0 is the calling thread)."""
-    shares = min(threads, rows)
-    bounds = np.linspace(0, rows, shares + 1).astype(int)
-    others = [helper_pool(max(shares - 1, 1)).submit(task, t, bounds[t], bounds[t + 1])
-              for t in range(1, shares)]
-    task(0, bounds[0], bounds[1])
+def run_workers(task, threads: int) -> None:
+    """``task(worker)`` for ``worker`` in ``range(threads)``, side by side: worker 0 is the
+    calling thread, the others are :func:`helper_pool` threads; returns when all are done."""
+    others = [helper_pool(max(threads - 1, 1)).submit(task, t) for t in range(1, threads)]
+    task(0)
     for future in others:
         future.result()
+
+
+def run_shares(task, rows: int, threads: int) -> None:
+    """``task(worker, start, stop)`` on ``threads`` fixed, consecutive shares of ``rows`` rows,
+    side by side (:func:`run_workers`)."""
+    shares = min(threads, rows)
+    bounds = np.linspace(0, rows, shares + 1).astype(int)
+    run_workers(lambda t: task(t, bounds[t], bounds[t + 1]), shares)
 
 
 class RealDFT:
@@ -310,6 +315,8 @@ class SpectralConvolution:
         spectra = self.spectra.reshape(atoms, channels, self.nfreq)
         dfts = self._rows_ready()
         highs, lows = np.empty(batch * atoms), np.empty(batch * atoms)
+        # an atom's entries off the support count as 0: its extremes start from 0 then
+        initial = None if mask is None else np.where(mask.all(axis=1), np.inf, 0.0)
 
         def task(t: int, start: int, stop: int) -> None:
             dft = dfts[t]
@@ -321,9 +328,8 @@ class SpectralConvolution:
                 if mask is None:
                     highs[row], lows[row] = values.max(), values.min()
                 else:
-                    zero = 0.0 if not mask[f].all() else np.inf
-                    highs[row] = values.max(where=mask[f], initial=-zero)
-                    lows[row] = values.min(where=mask[f], initial=zero)
+                    highs[row] = values.max(where=mask[f], initial=-initial[f])
+                    lows[row] = values.min(where=mask[f], initial=initial[f])
 
         run_shares(task, batch * atoms, len(dfts))
         return highs.reshape(batch, atoms).max(axis=1), lows.reshape(batch, atoms).min(axis=1)

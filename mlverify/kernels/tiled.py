@@ -133,9 +133,8 @@ class TiledCorrelation:
         cdtype = np.result_type(self.dtype, np.complex64)
         m, c, *kernel = filters.shape
         self.n_in, self.n_out = (c, m) if adjoint else (m, c)
-        self.spatial, self.batch, self.adjoint = tuple(spatial), batch, adjoint
-        (self.outputs, self.grid, self.counts), self.modelled_ns = tile_grids(
-            self.spatial, tuple(kernel), self.n_in, self.n_out, batch, self.dtype.itemsize,
+        (self.outputs, self.grid, self.counts), _ = tile_grids(
+            tuple(spatial), tuple(kernel), self.n_in, self.n_out, batch, self.dtype.itemsize,
             tuple(grids), block)
         # tile reads start at y0 (analysis) or y0 - (n - 1) (synthesis) and keep the outputs
         # from 0 (n - 1); a single, exactly periodic tile needs neither

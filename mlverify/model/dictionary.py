@@ -556,8 +556,9 @@ class ConvDictionary:
                   + int(cpu.nonzeros(target4)[0]) * taps)
         grid, problems = codes4.shape[2:], codes4.shape[0]
         analysis, analysis_fft = self._dense_work(grid, problems, True)
-        synthesis, synthesis_fft = self._dense_work(grid, problems, False)
-        dense = analysis + (0 if synthesized is not None else synthesis)
+        synthesis, synthesis_fft = ((0.0, False) if synthesized is not None
+                                    else self._dense_work(grid, problems, False))
+        dense = analysis + synthesis
         if sparse <= sparse_limit(self.n_atoms) * dense:
             n1, n2 = self._f4.shape[2:]
             moved = self._correlate_sparse(codes4, self._sparse_normal_taps(), 1 - n1, 1 - n2, 1,

@@ -65,7 +65,7 @@ import scipy.fft
 
 from .._validate import check_engine, check_nonnegative, check_positive_int
 from ..kernels import cpu, cpu_admm
-from ..kernels.fft import RealDFT, fftw_planned, helper_pool
+from ..kernels.fft import RealDFT, fftw_planned, run_workers
 from ._certificates import DualityGap
 from ._checks import check_codes, check_dictionary, check_signal
 from ._result import PursuitResult
@@ -284,16 +284,12 @@ class _RowSweep:
         self.coef = np.zeros((batch, channels, nfreq), state.cdtype)
         self.block = _block(batch, nfreq, _FREQ_BLOCK)
         self.sums = np.zeros((rows, cpu_admm.N_SUMS))
-        self.pool = helper_pool(max(threads - 1, 1))
 
     def _sweep(self, rows_of_thread) -> None:
         """``rows_of_thread(t)`` for every worker (worker 0 is the calling thread), then the
         next Woodbury coefficients from their partial projections."""
         self._claim = itertools.count()
-        others = [self.pool.submit(rows_of_thread, t) for t in range(1, self.threads)]
-        rows_of_thread(0)
-        for future in others:
-            future.result()
+        run_workers(rows_of_thread, self.threads)
         cpu_admm.woodbury_apply(self.state.kinv, self.partial, self.coef, self.block)
 
     def _rows(self):
