@@ -59,7 +59,7 @@ BLOCK_TILES = 32
 # direct 72-76 / 132-142 ms, tiles 40-60 / 64-76 ms (float32 / float64) over several runs.
 _NS_FFT, _NS_MIX, _MIX_WIDTH, _NS_MOVE = 0.12, 0.067, 16, 1.0
 _SCALE = {4: 1.7, 8: 2.5}
-_NS_DIRECT = {4: 0.022, 8: 0.042}
+NS_DIRECT = {4: 0.022, 8: 0.042}
 
 
 @functools.lru_cache(maxsize=64)
@@ -97,7 +97,7 @@ def tile_grids(spatial: tuple[int, int], kernel: tuple[int, int], n_in: int, n_o
 
 def direct_ns(spatial, kernel, n_in: int, n_out: int, batch: int, itemsize: int = 4) -> float:
     """Modelled time of the direct kernel for the same call (ns)."""
-    return (_NS_DIRECT[itemsize] * batch * math.prod(spatial) * n_in * n_out
+    return (NS_DIRECT[itemsize] * batch * math.prod(spatial) * n_in * n_out
             * math.prod(kernel))
 
 

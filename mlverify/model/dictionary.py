@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import scipy.fft
@@ -43,6 +44,17 @@ TILED_KEPT = 4
 #: taken; a version that took them made ML-ISTA's float32 iteration ~25 % slower than the
 #: sparse-input route of its layer step).
 TILED_MARGIN = 0.6
+
+
+class StepRoute(NamedTuple):
+    """How :meth:`ConvDictionary.proximal_gradient_step` runs: the sparse-input route or the
+    dense one (each dense correlation direct or through tile DFTs), and its modelled time in
+    ns (:data:`mlverify.kernels.tiled.NS_DIRECT` per direct multiply-add)."""
+
+    sparse: bool
+    analysis_fft: bool
+    synthesis_fft: bool
+    ns: float
 
 
 def sparse_limit(n_out: int, density: float = SPARSE_DENSITY) -> float:
@@ -501,6 +513,27 @@ class ConvDictionary:
         out = self._choose(signal4, "auto", SPARSE_DENSITY, sparse, dense, self.n_atoms, nonzeros)
         return out, sum(counts)
 
+    def _step_route(self, codes4: np.ndarray, target4: np.ndarray, synthesized: bool,
+                    nonzeros: tuple[int, int] | None = None) -> StepRoute:
+        """The route of :meth:`proximal_gradient_step` on canonical arrays (``synthesized``:
+        the caller passes :math:`D\\Gamma`) and its modelled time; ``nonzeros`` are those of
+        the codes and of the target, when the caller has counted them."""
+        if nonzeros is None:
+            nonzeros = int(cpu.nonzeros(codes4)[0]), int(cpu.nonzeros(target4)[0])
+        # multiply-adds: D^T of one target entry, D of the codes per target entry
+        taps = self.n_atoms * math.prod(self.kernel_size)
+        sparse = self.normal_work(nonzeros[0]) + nonzeros[1] * taps
+        grid, problems = codes4.shape[2:], codes4.shape[0]
+        analysis, analysis_fft = self._dense_work(grid, problems, True)
+        synthesis, synthesis_fft = ((0.0, False) if synthesized
+                                    else self._dense_work(grid, problems, False))
+        dense = analysis + synthesis
+        limit = sparse_limit(self.n_atoms)
+        use_sparse = sparse <= limit * dense
+        work = (sparse / limit if limit else 0.0) if use_sparse else dense
+        return StepRoute(use_sparse, analysis_fft, synthesis_fft,
+                         work * tiled.NS_DIRECT[self.dtype.itemsize])
+
     def proximal_gradient_step(self, codes, target, step: float, beta: float,
                                kind: str = "soft", *, synthesized=None) -> np.ndarray | None:
         r"""One proximal gradient step on :math:`\tfrac12\|D\Gamma - V\|_2^2`, fused (CPU):
@@ -550,16 +583,8 @@ class ConvDictionary:
         if target4.shape[0] != codes4.shape[0]:
             raise ValueError(f"target has batch {target4.shape[0]}, codes {codes4.shape[0]}")
         betas = np.full(self.n_atoms, beta, dtype=self.dtype)
-        # multiply-adds: D^T of one target entry, D of the codes per target entry
-        taps = self.n_atoms * math.prod(self.kernel_size)
-        sparse = (self.normal_work(int(cpu.nonzeros(codes4)[0]))
-                  + int(cpu.nonzeros(target4)[0]) * taps)
-        grid, problems = codes4.shape[2:], codes4.shape[0]
-        analysis, analysis_fft = self._dense_work(grid, problems, True)
-        synthesis, synthesis_fft = ((0.0, False) if synthesized is not None
-                                    else self._dense_work(grid, problems, False))
-        dense = analysis + synthesis
-        if sparse <= sparse_limit(self.n_atoms) * dense:
+        route = self._step_route(codes4, target4, synthesized is not None)
+        if route.sparse:
             n1, n2 = self._f4.shape[2:]
             moved = self._correlate_sparse(codes4, self._sparse_normal_taps(), 1 - n1, 1 - n2, 1,
                                            codes4, -step)[0]
@@ -567,13 +592,13 @@ class ConvDictionary:
                                               step, betas, KINDS[kind], out=moved)
         else:
             if synthesized is None:
-                residual = self._dense_synthesize(codes4, synthesis_fft)
+                residual = self._dense_synthesize(codes4, route.synthesis_fft)
                 residual -= target4
             else:
                 residual = self._canonical("synthesized", synthesized, self.n_channels,
                                            finite=False)[2] - target4
             out, bad, _ = self._dense_analyze(residual, codes4, -step, betas, KINDS[kind],
-                                              fft=analysis_fft)
+                                              fft=route.analysis_fft)
         return None if bad else out.reshape(batch + (self.n_atoms,) + spatial)
 
     def _spatial_shape(self, spatial_shape) -> tuple[int, ...]:

@@ -55,7 +55,8 @@ import numpy as np
 
 from .._validate import ENGINES, check_engine, check_positive, check_positive_int
 from ..kernels import cpu
-from ._linear import Operator, layer_operators
+from ..model.screening import ScreenedStep
+from ._linear import ConvChain, Operator, layer_operators
 from ._problem_p import check_code, check_lams, layer_objective
 from ._result import PursuitResult
 
@@ -112,10 +113,21 @@ def _steps(ops: list[Operator], mu, t) -> list[float]:
     return steps
 
 
-def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, nonneg: bool):
+def _screen(op: Operator) -> ScreenedStep | None:
+    """The screened step of the deepest layer, where it can pay: one convolutional layer on
+    the CPU engine (:class:`mlverify.model.screening.ScreenedStep`)."""
+    if (isinstance(op, ConvChain) and op.engine == "cpu" and len(op.layers) == 1
+            and ScreenedStep.fits(op.layers[0])):
+        return ScreenedStep(op.layers[0], op.spatial)
+    return None
+
+
+def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, nonneg: bool,
+           screen: ScreenedStep | None = None):
     """One ML-ISTA step from ``gamma`` (backward then forward sweep); ``None`` if non-finite.
 
     The check runs before every threshold: thresholding maps NaN to zero and would hide it.
+    ``screen`` runs the deepest layer's step (the same step, screened).
     """
     projected = [gamma]
     for op in reversed(ops[1:]):
@@ -124,8 +136,13 @@ def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, n
     previous, previous_step = y, 1.0
     for index, (op, base, step, lam) in enumerate(zip(ops, projected, steps, lams, strict=True)):
         # D_i γ̂_i = γ̂_{i-1} is already known for i > 1 (the backward sweep computed it).
-        previous = op.gradient_step(base, previous, projected[index - 1] if index else None,
-                                    step / previous_step, step * lam, nonneg)
+        known = projected[index - 1] if index else None
+        if screen is not None and index == len(ops) - 1:
+            previous = screen(base, previous, step / previous_step, step * lam,
+                              "relu" if nonneg else "soft", synthesized=known)
+        else:
+            previous = op.gradient_step(base, previous, known, step / previous_step, step * lam,
+                                        nonneg)
         if previous is None:
             return None
         previous_step = step
@@ -147,6 +164,7 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
     gamma = (np.zeros(ops[-1].in_shape, dtype=y.dtype) if x0 is None
              else check_code("x0", x0, ops).copy())
     f_zero = 0.5 * float(np.vdot(y.astype(np.float64), y.astype(np.float64)))
+    screen = _screen(ops[-1])
     history: dict[str, list[float]] = {
         "iteration": [], "objective": [], "fixed_point_residual": [], "seconds": []
     }
@@ -160,7 +178,7 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
             tk = tk_next
         else:
             point = gamma
-        new = _sweep(ops, y, point, steps, lams, nonneg)
+        new = _sweep(ops, y, point, steps, lams, nonneg, screen)
         if new is None:
             status, residual = "non-finite", float("nan")
             break

@@ -1,0 +1,221 @@
+"""Screened proximal-gradient steps (:mod:`mlverify.model.screening`,
+:mod:`mlverify.kernels.screening`) against extended-precision oracles.
+
+Kernel path: :func:`residual_windows` against ``np.roll`` box sums and ``np.pad`` (periodic,
+channels last). Model path: sequences of ISTA steps through :class:`ScreenedStep` against the
+formula :math:`T_\\beta(B - \\eta D^T(D\\Gamma - V))` evaluated in ``np.longdouble`` on the same
+arrays, and the invariant behind the screening: after every call the kept intervals, widened by
+the drift of their positions, hold :math:`-\\eta D^T(D\\Gamma - V)` at every entry (``lower``
+only for soft and hard thresholds), so a screened entry is zero in exact arithmetic. 1-D and
+2-D, both dtypes, the three threshold kinds, refresh, screened and fallback calls, non-finite
+inputs, and ML-ISTA / ML-FISTA with the screened deepest layer against the NumPy engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlverify import ConvDictionary, ml_fista, ml_ista
+from mlverify.kernels import screening as kernels
+from mlverify.model import screening
+from mlverify.pursuits import _ml_ista
+
+EXTENDED = np.longdouble
+
+
+def periodic(filters, array, adjoint):
+    """In extended precision, for ``filters (m, c, n1, n2)`` (THEORY.md §1, periodic):
+    ``adjoint``: :math:`(D^TR)[b, f, y, x] = Σ_{i,τ} A[f,i,τ] R[b,i,(y,x)+τ]`; else
+    :math:`(D\\Gamma)[b, i, y, x] = Σ_{f,τ} A[f,i,τ] Γ[b,f,(y,x)-τ]`."""
+    sign, spec = (-1, "fi,biyx->bfyx") if adjoint else (1, "fi,bfyx->biyx")
+    out = np.zeros((), EXTENDED)
+    for ty in range(filters.shape[2]):
+        for tx in range(filters.shape[3]):
+            shifted = np.roll(array.astype(EXTENDED), (sign * ty, sign * tx), axis=(2, 3))
+            out = out + np.einsum(spec, filters[:, :, ty, tx].astype(EXTENDED), shifted)
+    return out
+
+
+def threshold(values, beta, kind):
+    """THEORY.md §3: H_β(v) = v·1[|v| > β], S_β(v) = sign(v)max(|v|−β, 0), S⁺_β = max(v−β, 0)."""
+    if kind == "hard":
+        return np.where(np.abs(values) > beta, values, 0)
+    if kind == "soft":
+        return np.sign(values) * np.maximum(np.abs(values) - beta, 0)
+    return np.maximum(values - beta, 0)
+
+
+def planted(seed, dtype, spatial, atoms=16, channels=8, kernel=(4, 4)):
+    """A unit-norm dictionary (``m·c·n1·n2 >= 2048``: screening fits), sparse non-negative
+    codes and a noisy signal of them."""
+    rng = np.random.default_rng(seed)
+    layer = ConvDictionary(rng.standard_normal((atoms, channels) + kernel)).normalized()
+    layer = ConvDictionary(layer.filters.astype(dtype))
+    codes = (rng.random((atoms,) + spatial) < 0.05) * rng.uniform(0.5, 1.5, (atoms,) + spatial)
+    signal = layer.synthesize(codes.astype(dtype))
+    signal = (signal + 0.01 * rng.standard_normal(signal.shape)).astype(dtype)
+    return layer, signal
+
+
+@pytest.fixture
+def always_screen(monkeypatch):
+    """Model the screened route as free: every call computes through the screening."""
+    monkeypatch.setattr(screening, "NS_GEMM", {4: 0.0, 8: 0.0})
+    monkeypatch.setattr(screening, "NS_GATHER", {4: 0.0, 8: 0.0})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(seed=st.integers(0, 2**32 - 1), height=st.integers(3, 9), width=st.integers(4, 11),
+       n1=st.integers(1, 3), n2=st.integers(1, 4), channels=st.integers(1, 3))
+def test_residual_windows_match_box_sums(dtype, seed, height, width, n1, n2, channels):
+    rng = np.random.default_rng(seed)
+    n1, n2 = min(n1, height), min(n2, width)
+    shape = (2, channels, height, width)
+    synthesized, target, old = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    target[rng.random(shape) < 0.3] = 0
+    previous = old.copy()
+    padded = np.empty((2, height + n1 - 1, (width + n2 - 1) * channels), dtype)
+    change, energy = np.empty((2, height, width)), np.empty((2, height, width))
+    nonzero = kernels.residual_windows(synthesized, target, previous, padded, change, energy)
+    residual = synthesized - target
+    np.testing.assert_array_equal(previous, residual)
+    assert nonzero == np.count_nonzero(target)
+    wrapped = np.pad(residual, ((0, 0), (0, 0), (0, n1 - 1), (0, n2 - 1)), mode="wrap")
+    np.testing.assert_array_equal(padded, wrapped.transpose(0, 2, 3, 1).reshape(padded.shape))
+    for values, norms in ((residual.astype(np.float64) - old, change),
+                          (residual.astype(np.float64), energy)):
+        squares = (values**2).sum(axis=1)
+        box = sum(np.roll(squares, (-ty, -tx), axis=(1, 2))
+                  for ty in range(n1) for tx in range(n2))
+        np.testing.assert_allclose(norms, np.sqrt(box), rtol=2e-9)  # the inflation: 1e-9
+        assert np.all(norms >= np.sqrt(box))  # inflated: an upper bound
+
+
+def run_steps(layer, signal, kind, dtype, iterations, spatial, check_intervals=True):
+    """ISTA through a :class:`ScreenedStep`, each output checked against the extended-precision
+    step from the same input (and, when ``check_intervals``, the kept intervals against the
+    extended-precision correlations). Returns the step object and the fraction of inactive
+    positions per call."""
+    step = screening.ScreenedStep(layer, spatial)
+    eta = 0.9 / layer.spectral_norm(spatial) ** 2
+    lam = 0.3 * float(np.abs(layer.analyze(signal)).max())  # a few per cent of codes survive
+    beta = lam * eta if kind != "hard" else np.sqrt(2 * lam * eta)
+    filters = layer.filters if len(spatial) == 2 else layer.filters[:, :, None, :]
+
+    def lift(array):  # (c, *S) -> (1, c, H, W)
+        return array[None] if len(spatial) == 2 else array[None, :, None, :]
+
+    codes = np.zeros((layer.n_atoms,) + spatial, dtype)
+    inactive = []
+    for _ in range(iterations):
+        out = step(codes, signal, eta, beta, kind)
+        assert out is not None
+        residual = periodic(filters, lift(codes), False) - lift(signal).astype(EXTENDED)
+        moved = EXTENDED(dtype(-eta)) * periodic(filters, residual, True)
+        expected = threshold(lift(codes).astype(EXTENDED) + moved, EXTENDED(dtype(beta)), kind)
+        scale = float(np.abs(expected).max()) or 1.0
+        tol = 1e-4 if dtype == np.float32 else 1e-11
+        np.testing.assert_allclose(lift(out).astype(np.float64), expected.astype(np.float64),
+                                   atol=tol * scale, rtol=tol)
+        if check_intervals and step.key is not None:
+            # an interval is the one of the position's last computation, widened by the drift
+            widen = (abs(float(dtype(-eta))) * step.norms)[None, :, None, None]
+            drift = (widen * step.drift[:, None]).astype(EXTENDED)
+            assert np.all(moved <= step.upper.astype(EXTENDED) + drift)
+            if kind != "relu":
+                assert np.all(moved >= step.lower.astype(EXTENDED) - drift)
+        inactive.append(1.0 - float(step.active.mean()))
+        codes = out
+    return step, inactive
+
+
+@pytest.mark.usefixtures("always_screen")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["relu", "soft", "hard"])
+@pytest.mark.parametrize("spatial", [(20, 24), (96,)])
+def test_screened_steps_match_the_step_and_keep_valid_intervals(dtype, kind, spatial):
+    kernel = (4, 4) if len(spatial) == 2 else (16,)
+    layer, signal = planted(3, dtype, spatial, kernel=kernel)
+    step, inactive = run_steps(layer, signal, kind, dtype, 30, spatial)
+    assert step.key is not None  # every call went through the screening
+    assert max(inactive) > 0.2  # and it screened: the test is not vacuous
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_expensive_screening_falls_back_to_the_plain_step(dtype, monkeypatch):
+    monkeypatch.setattr(screening, "NS_GEMM", {4: 1e6, 8: 1e6})
+    layer, signal = planted(5, dtype, (16, 16))
+    step, _ = run_steps(layer, signal, "relu", dtype, 4, (16, 16), check_intervals=False)
+    assert step.key is None and 0 < step.cooldown < screening.COOLDOWN
+
+
+@pytest.mark.usefixtures("always_screen")
+def test_a_new_step_size_starts_new_intervals():
+    layer, signal = planted(7, np.float64, (16, 16))
+    step = screening.ScreenedStep(layer, (16, 16))
+    codes = np.zeros((layer.n_atoms, 16, 16))
+    first = step(codes, signal, 0.1, 0.01, "soft")
+    step(first, signal, 0.1, 0.01, "soft")
+    other = step(first, signal, 0.05, 0.01, "soft")
+    np.testing.assert_allclose(other, layer.proximal_gradient_step(first, signal, 0.05, 0.01,
+                                                                   "soft"), atol=1e-12)
+    assert step.key == (0.05, 0.01, "soft")
+
+
+@pytest.mark.usefixtures("always_screen")
+@pytest.mark.parametrize("where", ["target", "codes"])
+def test_non_finite_values_are_reported_not_screened(where):
+    layer, signal = planted(11, np.float32, (16, 16))
+    step = screening.ScreenedStep(layer, (16, 16))
+    codes = np.zeros((layer.n_atoms, 16, 16), np.float32)
+    codes = step(codes, signal, 0.05, 0.001, "relu")
+    codes = step(codes, signal, 0.05, 0.001, "relu")
+    if where == "target":
+        signal = signal.copy()
+        signal[0, 3, 3] = np.nan
+    else:
+        codes = codes.copy()
+        codes[2, 5, 5] = -np.inf  # a ReLU would map it to zero
+    assert step(codes, signal, 0.05, 0.001, "relu") is None
+    assert step.key is None
+
+
+def test_screening_needs_enough_work_per_window():
+    small = ConvDictionary(np.ones((4, 2, 3, 3)))
+    assert not screening.ScreenedStep.fits(small)
+    assert screening.ScreenedStep.fits(ConvDictionary(np.ones((16, 8, 4, 4))))
+    with pytest.raises(ValueError, match="kind"):
+        screening.ScreenedStep(small, (8, 8))(np.zeros((4, 8, 8)), np.zeros((2, 8, 8)), 0.1,
+                                              0.1, "median")
+
+
+@pytest.mark.usefixtures("always_screen")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("solver", [ml_ista, ml_fista])
+@pytest.mark.parametrize("nonneg", [True, False])
+def test_ml_ista_with_the_screened_deepest_layer_matches_the_numpy_engine(dtype, solver, nonneg,
+                                                                          monkeypatch):
+    rng = np.random.default_rng(2)
+    layers = [ConvDictionary(rng.standard_normal(shape)).normalized()
+              for shape in ((8, 1, 3, 3), (16, 8, 4, 4))]
+    layers = [ConvDictionary(layer.filters.astype(dtype)) for layer in layers]
+    signal = layers[0].synthesize(layers[1].synthesize(
+        ((rng.random((16, 24, 24)) < 0.05) * rng.uniform(0.5, 1.5, (16, 24, 24))).astype(dtype)))
+    made = []
+    original = _ml_ista._screen
+
+    def recorded(op):
+        made.append(original(op))
+        return made[-1]
+
+    monkeypatch.setattr(_ml_ista, "_screen", recorded)
+    lams = [0.02, 0.02]
+    fast = solver(layers, signal, lams, max_iter=25, nonneg=nonneg, engine="cpu")
+    oracle = solver(layers, signal, lams, max_iter=25, nonneg=nonneg, engine="numpy")
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    scale = float(np.abs(oracle.codes[-1]).max())
+    np.testing.assert_allclose(fast.codes[-1], oracle.codes[-1], atol=tol * scale)
+    assert made[0] is not None and made[0].key is not None
