@@ -15,17 +15,19 @@ bounds how far each correlation can move:
 
     |s\,q_{k+1}[f, p] - s\,q_k[f, p]| \le |s|\,\|a_f\|_2\,\|(R_{k+1} - R_k)_{p}\|_2,
 
-where :math:`(\cdot)_p` is the ``c × n1 × n2`` window read by position ``p``. Kept per entry, an
-interval ``[lower, upper]`` that holds :math:`s\,q` in exact arithmetic therefore stays valid
-after widening by that amount; when :math:`B + \text{upper} \le \beta` (ReLU) or
-:math:`|B + s\,q| \le \beta` on the whole interval (soft, hard), the entry's output is exactly
-zero and its correlation need not be computed. The positions where some atom cannot be
-screened are *active*: their correlations for all atoms are computed by one matrix product of
-their windows (:func:`gather_windows`, then BLAS ``gemm``), and their intervals are reset to the
-computed value plus its rounding bound :math:`|s|\gamma_K\|a_f\|_2\|R_p\|_2` (any summation
-order, :math:`K = c\,n_1n_2`, :math:`\gamma_K = Ku/(1 - Ku)`; Higham, *Accuracy and Stability
-of Numerical Algorithms*, §3.1). Every bound is carried in float64 and rounded outwards, so a
-screened entry is zero in exact arithmetic on the computed arrays, not merely up to rounding.
+where :math:`(\cdot)_p` is the ``c × n1 × n2`` window read by position ``p``. So the kernels keep,
+per entry, the correlation :math:`q` last computed and, per position, a *drift* :math:`d_p`:
+the rounding bound of that computation, :math:`\gamma_K\|R_p\|_2` (any summation order,
+:math:`K = c\,n_1n_2`, :math:`\gamma_K = Ku/(1 - Ku)`; Higham, *Accuracy and Stability of
+Numerical Algorithms*, §3.1), plus the window changes since. Then :math:`s\,q_{now}` lies in
+:math:`s\,q \pm |s|\,\|a_f\|_2\,d_p` in exact arithmetic; when the threshold maps all of
+:math:`B +` that interval to zero (:math:`B + s\,q + |s|\|a_f\|d_p \le \beta` for the ReLU,
+also :math:`\ge -\beta` for soft and hard thresholds), the entry's output is exactly zero and
+its correlation need not be computed. The positions where some atom cannot be screened are
+*active*: their correlations for all atoms are computed by one matrix product of their windows
+(:func:`gather_windows`, then BLAS ``gemm``), which resets their values and drift. Every sum
+of the test is carried in float64 with an outward margin for its rounding, so a screened entry
+is zero in exact arithmetic on the computed arrays, not merely up to rounding.
 
 Layouts: codes ``(B, m, H, W)``, residuals ``(B, c, H, W)`` (1-D is ``H = n1 = 1``); windows
 are gathered from a channels-last, periodically padded copy of the residual,
@@ -42,18 +44,6 @@ from ._scalar import KIND_RELU, shrink
 #: Relative inflation of the float64 window norms (sums of at most ~10⁶ float64 terms, each
 #: rounding by at most 2⁻⁵³ relative: far below 1e-9).
 NORM_INFLATION = 1.0 + 1e-9
-
-
-#: Absolute outward margin of a stored bound (above twice the smallest float32 subnormal).
-TINY = 1e-44
-
-
-@njit(inline="always", cache=True)
-def _outward(value, relative):  # pragma: no cover - compiled
-    """The outward margin ``|value|·relative + TINY`` of a bound ``value`` computed in float64:
-    ``value ± margin`` stored in the dtype whose ``relative`` it is (2⁻²² for float32, 2⁻⁵¹
-    for float64) still bounds ``value`` and covers its own rounding."""
-    return abs(value) * relative + TINY
 
 
 @njit(parallel=True, cache=True)
@@ -125,20 +115,20 @@ def residual_windows(synthesized, target, previous, padded, change, energy):  # 
 
 
 @njit(parallel=True, cache=True)
-def screen(base, upper, lower, drift, change, energy, widen, beta, kind, out,
+def screen(base, values, drift, change, energy, scale, spread, beta, kind, out,
            active):  # pragma: no cover - compiled
     """Screen every entry and finish the inactive positions.
 
-    The interval of :math:`s\\,q` at entry ``(b, f, y, x)`` is ``[lower - w, upper + w]``,
-    ``w = widen[f]·drift[b, y, x]``: ``upper`` and ``lower`` bound it when the position was
-    last computed, ``drift`` sums the window changes since then (this call's ``change`` is added
-    first, rounded up), and ``widen[f] = |s|·‖a_f‖`` (rounded up). The entry is screened when
-    the threshold ``kind`` (per-atom ``beta``) maps all of ``base +`` interval to zero
-    (``lower`` is not read for the ReLU); a non-finite value never screens. ``active[b, y, x]``
-    is set where some atom is not screened, unless ``energy`` is zero: there the residual window
-    is zero, :math:`q = 0` exactly, ``out = T(base)`` and the position's intervals and drift
-    are reset to zero. At the other inactive positions ``out`` is zero. Returns the numbers of
-    non-finite ``base`` values at the zero-window positions and of non-zero ``base`` values.
+    ``values`` hold the correlations :math:`q` last computed (NaN: none yet) and ``drift
+    (B, H, W)`` the positions' drift (module docstring), to which this call's window ``change``
+    is added first (rounded up). With ``scale`` :math:`s` and ``spread[f]`` :math:`|s|\\|a_f\\|`
+    (rounded up), entry ``(b, f, y, x)`` is screened when the threshold ``kind`` (per-atom
+    ``beta``) maps all of ``base + s·q ± spread[f]·drift`` to zero; a non-finite value never
+    screens. ``active[b, y, x]`` is set where some atom is not screened, unless ``energy`` is
+    zero: there the residual window is zero, :math:`q = 0` exactly, ``out = T(base)`` and the
+    position's values and drift are reset to zero. At the other inactive positions ``out`` is
+    zero. Returns the numbers of non-finite ``base`` values at the zero-window positions and of
+    non-zero ``base`` values.
     """
     batch, atoms, height, width = base.shape
     relu = kind == KIND_RELU
@@ -155,20 +145,19 @@ def screen(base, upper, lower, drift, change, energy, widen, beta, kind, out,
             moves[x] = (moves[x] + steps[x]) * (1.0 + 2.0 ** -50)
         for f in range(atoms):
             limit = np.float64(beta[f % beta.shape[0]])
-            spread = widen[f]
-            ups = upper[b, f, y]
-            lows = lower[b, f, y]
+            reach = spread[f]
+            kept = values[b, f, y]
             bases = base[b, f, y]
             for x in range(width):
-                # float64 sums: each rounds by at most 2^-53 of |base| + |interval end|
-                w = spread * moves[x]
                 v = np.float64(bases[x])
                 nonzero += v != 0.0
-                edge = np.float64(ups[x]) + w
-                screened = v + edge + (abs(v) + abs(edge)) * 2.0 ** -51 <= limit
+                centre = scale * np.float64(kept[x])
+                w = reach * moves[x]
+                # four float64 roundings (s·q, ±w, base +), each at most 2^-53 of these
+                margin = (abs(v) + abs(centre) + w) * 2.0 ** -51
+                screened = v + (centre + w) + margin <= limit
                 if not relu:
-                    edge = np.float64(lows[x]) - w
-                    screened &= v + edge - (abs(v) + abs(edge)) * 2.0 ** -51 >= -limit
+                    screened &= v + (centre - w) - margin >= -limit
                 act[x] |= not screened
         zero = energy[b, y]
         for x in range(width):
@@ -184,8 +173,7 @@ def screen(base, upper, lower, drift, change, energy, widen, beta, kind, out,
                     v = base[b, f, y, x]
                     bad += not np.isfinite(v)
                     out[b, f, y, x] = shrink(v, beta[f % beta.shape[0]], kind)
-                    upper[b, f, y, x] = 0.0
-                    lower[b, f, y, x] = 0.0
+                    values[b, f, y, x] = 0.0
     return bad, nonzero
 
 
@@ -221,16 +209,13 @@ def row_segments(positions, width):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def store_active(products, positions, columns, starts, base, energy, spread, rounding, scale,
-                 beta, kind, relative, out, upper, lower):  # pragma: no cover - compiled
-    """Finish the active positions from their correlations ``products[j, f] = q[f, p_j]``.
-
-    ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), and the interval
-    of :math:`s\\,q` becomes ``s·q ± (rounding·spread[f]·energy[p] + |s·q|·2⁻⁵²)`` (``rounding
-    = γ_K``, ``spread[f] = |s|·‖a_f‖``; the last term covers the float64 product), stored
-    outwards (``relative``: see :func:`_outward`; ``lower`` only for soft and hard
-    thresholds). ``columns`` are the positions' ``x``, ``starts`` their row runs (the positions
-    sorted, :func:`row_segments`); tasks are (run, atom), each writing along one row. Returns
+def store_active(products, positions, columns, starts, base, scale, beta, kind, out,
+                 values):  # pragma: no cover - compiled
+    """Finish the active positions from their correlations ``products[j, f] = q[f, p_j]``:
+    ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), ``values = q``
+    (the caller resets the positions' drift). ``columns`` are the positions' ``x``, ``starts``
+    their row runs (the positions sorted, :func:`row_segments`); it goes run by run, atom by
+    atom, each writing along one row (serial, without the GIL: one worker's share). Returns
     ``(bad, nonzero)`` counts of non-finite ``base + scale·q`` and non-zero outputs.
     """
     atoms, height, width = base.shape[1:]
@@ -244,10 +229,8 @@ def store_active(products, positions, columns, starts, base, energy, spread, rou
         b = row_index // height
         y = row_index % height
         limit = beta[f % beta.shape[0]]
-        ups = upper[b, f, y]
-        lows = lower[b, f, y]
+        kept = values[b, f, y]
         bases = base[b, f, y]
-        norms = energy[b, y]
         row = out[b, f, y]
         for j in range(starts[k], starts[k + 1]):
             x = columns[j]
@@ -258,11 +241,5 @@ def store_active(products, positions, columns, starts, base, energy, spread, rou
             stored = shrink(v, limit, kind)
             row[x] = stored
             nonzero += stored != 0
-            centre = np.float64(scale) * np.float64(q)
-            error = rounding * spread[f] * norms[x] + abs(centre) * 2.0 ** -52
-            edge = centre + error
-            ups[x] = edge + _outward(edge, relative)
-            if kind != KIND_RELU:
-                edge = centre - error
-                lows[x] = edge - _outward(edge, relative)
+            kept[x] = q
     return bad, nonzero

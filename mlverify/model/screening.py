@@ -9,20 +9,21 @@ An iterative pursuit repeats, with the same layer, step :math:`\eta` and thresho
 (ISTA; every layer of ML-ISTA and ML-FISTA, THEORY.md §3, with :math:`B_k` the iterate or the
 extrapolated point). When the codes are sparse, most outputs are zero at every iteration, and
 the residual :math:`R_k = D\Gamma_k - V_k` moves little between two. :class:`ScreenedStep`
-keeps, per code entry, an interval holding :math:`-\eta(D^TR_k)[f, p]` in exact arithmetic,
-widens it by the Cauchy–Schwarz bound of the residual's change over the entry's window, and
-skips every entry whose whole interval thresholds to zero (the safe-screening idea of El Ghaoui,
-Viallon, Rabbani, *Pacific J. Optim.* 2012, applied here between iterations rather than from a
-duality gap); see :mod:`mlverify.kernels.screening` for the bounds. Only the positions where
-some atom is not screened are computed, all their atoms at once by one matrix product (BLAS),
-which also resets their intervals. The output is the unscreened step's up to rounding: a
-screened entry is zero in exact arithmetic.
+keeps, per code entry, the correlation :math:`(D^TR)[f, p]` last computed and, per position, a
+bound on how far it may have moved since (its rounding plus the Cauchy–Schwarz bounds of the
+residual's changes over the position's window), and skips every entry whose whole interval
+thresholds to zero (the safe-screening idea of El Ghaoui, Viallon, Rabbani, *Pacific J.
+Optim.* 2012, applied here between iterations rather than from a duality gap); see
+:mod:`mlverify.kernels.screening` for the bounds. Only the positions where some atom is not
+screened are computed, all their atoms at once by one matrix product (BLAS), which also resets
+their values. The output is the unscreened step's up to rounding: a screened entry is zero in
+exact arithmetic.
 
 Which is cheaper, this or the plain step (:meth:`mlverify.ConvDictionary.proximal_gradient_step`,
 its own sparse or dense route), is decided at every call from the number of active positions;
-the first call, which has no intervals yet, computes every position whose window is not zero and
+the first call, which has no values yet, computes every position whose window is not zero and
 is taken while it costs at most :data:`REFRESH_ALLOWANCE` times the plain step (it pays for the
-screened iterations after it). After a plain step the intervals are stale: the next
+screened iterations after it). After a plain step the values are stale: the next
 :data:`COOLDOWN` calls take the plain step directly.
 """
 
@@ -48,7 +49,7 @@ WINDOW_BLOCK = 1024
 #: The first screened call, which computes every position with a non-zero window, is taken
 #: while its modelled time is at most this multiple of the plain step's.
 REFRESH_ALLOWANCE = 2.0
-#: Calls that take the plain step after one did (its intervals are then stale).
+#: Calls that take the plain step after one did (the values are then stale).
 COOLDOWN = 8
 #: Screening needs ``c·n1·n2 · m`` (the multiply-adds of one window) at least this large: below,
 #: the matrix products are too small for BLAS to run them efficiently.
@@ -57,7 +58,8 @@ MIN_WINDOW_WORK = 2048
 
 class ScreenedStep:
     r"""Screened proximal-gradient steps :math:`T_\beta(B - \eta D^T(D\Gamma - V))` of one
-    dictionary on one grid, with the intervals kept between calls (module docstring).
+    dictionary on one grid, with the correlations and drifts kept between calls (module
+    docstring).
 
     Parameters
     ----------
@@ -76,8 +78,7 @@ class ScreenedStep:
         dtype = layer.dtype
         self.layer = layer
         self.window = c * n1 * n2
-        self.upper = np.empty((batch, m, height, width), dtype)
-        self.lower = np.empty_like(self.upper)
+        self.values = np.empty((batch, m, height, width), dtype)  # q last computed
         self.previous = np.zeros((batch, c, height, width), dtype)
         self.padded = np.empty((batch, height + n1 - 1, (width + n2 - 1) * c), dtype)
         self.change = np.empty((batch, height, width))
@@ -89,8 +90,7 @@ class ScreenedStep:
         unit = float(np.finfo(dtype).eps) / 2
         self.rounding = self.window * unit / (1 - self.window * unit) * (1 + 1e-6)  # γ_K
         self.norms = layer.atom_norms() * (1 + 1e-12)
-        self.relative = 2.0 ** -22 if dtype == np.float32 else 2.0 ** -51
-        self.key: tuple | None = None  # (step, beta, kind) of the intervals; None: no intervals
+        self.key: tuple | None = None  # (step, beta, kind) of the values; None: no values
         self.cooldown = 0
 
     @classmethod
@@ -115,7 +115,7 @@ class ScreenedStep:
                              f"{self.active.shape}")
         key = (float(step), float(beta), kind)
         if key != self.key:
-            self.key = None  # intervals of another step, or none
+            self.key = None  # values of another step, or none
         if self.cooldown:
             self.cooldown -= 1
             return layer.proximal_gradient_step(codes, target, step, beta, kind,
@@ -126,8 +126,7 @@ class ScreenedStep:
             synthesized4 = layer._canonical("synthesized", synthesized, layer.n_channels,
                                             finite=False)[2]
         if self.key is None:
-            self.upper.fill(np.inf)
-            self.lower.fill(-np.inf)
+            self.values.fill(np.nan)  # unknown: never screens
             self.drift.fill(0.0)
         itemsize = layer.dtype.itemsize
         scale = layer.dtype.type(-step)
@@ -137,9 +136,9 @@ class ScreenedStep:
         with cpu.threads_for(codes4.size):
             target_nonzeros = screening.residual_windows(synthesized4, target4, self.previous,
                                                          self.padded, self.change, self.energy)
-            bad, codes_nonzeros = screening.screen(codes4, self.upper, self.lower, self.drift,
-                                              self.change, self.energy, spread, betas,
-                                              KINDS[kind], out, self.active)
+            bad, codes_nonzeros = screening.screen(codes4, self.values, self.drift, self.change,
+                                                   self.energy, float(scale), spread, betas,
+                                                   KINDS[kind], out, self.active)
         positions = np.flatnonzero(self.active)
         modelled = positions.size * self.window * (NS_GEMM[itemsize] * layer.n_atoms
                                                   + NS_GATHER[itemsize])
@@ -160,7 +159,7 @@ class ScreenedStep:
 
     def _compute_active(self, positions: np.ndarray, codes4: np.ndarray, spread: np.ndarray,
                         scale, betas: np.ndarray, kind: int, out: np.ndarray) -> int:
-        """Correlations, outputs and intervals of the active ``positions`` (sorted): the
+        """Correlations, outputs and drifts of the active ``positions`` (sorted): the
         threads take consecutive shares, each gathering :data:`WINDOW_BLOCK` windows at a
         time into one matrix product on a single BLAS thread (no BLAS thread pool competing
         with the kernels'); returns the count of non-finite values before the threshold."""
@@ -186,12 +185,12 @@ class ScreenedStep:
                     np.matmul(rows, self.weights, out=values)
                 bad[worker] += screening.store_active(
                     values, chunk, chunk % width, screening.row_segments(chunk, width), codes4,
-                    self.energy, spread, self.rounding, scale, betas, kind, self.relative, out,
-                    self.upper, self.lower)[0]
+                    scale, betas, kind, out, self.values)[0]
 
         with _blas_controller().limit(limits=1, user_api="blas"):
             fft.run_workers(work, threads)
-        self.drift.reshape(-1)[positions] = 0.0
+        # the rounding bound of the new values (gamma_K ||R_p||): the drift restarts there
+        self.drift.reshape(-1)[positions] = self.rounding * self.energy.reshape(-1)[positions]
         return sum(bad)
 
 

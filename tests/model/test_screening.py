@@ -4,11 +4,11 @@
 Kernel path: :func:`residual_windows` against ``np.roll`` box sums and ``np.pad`` (periodic,
 channels last). Model path: sequences of ISTA steps through :class:`ScreenedStep` against the
 formula :math:`T_\\beta(B - \\eta D^T(D\\Gamma - V))` evaluated in ``np.longdouble`` on the same
-arrays, and the invariant behind the screening: after every call the kept intervals, widened by
-the drift of their positions, hold :math:`-\\eta D^T(D\\Gamma - V)` at every entry (``lower``
-only for soft and hard thresholds), so a screened entry is zero in exact arithmetic. 1-D and
-2-D, both dtypes, the three threshold kinds, refresh, screened and fallback calls, non-finite
-inputs, and ML-ISTA / ML-FISTA with the screened deepest layer against the NumPy engine.
+arrays, and the invariant behind the screening: after every call, :math:`-\\eta D^T(D\\Gamma -
+V)` lies within the kept bound (atom norm times the position's drift) of the kept correlation,
+scaled, at every entry, so a screened entry is zero in exact arithmetic. 1-D and 2-D, both
+dtypes, the three threshold kinds, refresh, screened and fallback calls, non-finite inputs, and
+ML-ISTA / ML-FISTA with the screened deepest layer against the NumPy engine.
 """
 
 from __future__ import annotations
@@ -121,12 +121,11 @@ def run_steps(layer, signal, kind, dtype, iterations, spatial, check_intervals=T
         np.testing.assert_allclose(lift(out).astype(np.float64), expected.astype(np.float64),
                                    atol=tol * scale, rtol=tol)
         if check_intervals and step.key is not None:
-            # an interval is the one of the position's last computation, widened by the drift
+            # s·q lies within spread·drift of s·(the value last computed at its position)
             widen = (abs(float(dtype(-eta))) * step.norms)[None, :, None, None]
-            drift = (widen * step.drift[:, None]).astype(EXTENDED)
-            assert np.all(moved <= step.upper.astype(EXTENDED) + drift)
-            if kind != "relu":
-                assert np.all(moved >= step.lower.astype(EXTENDED) - drift)
+            reach = (widen * step.drift[:, None]).astype(EXTENDED)
+            kept = EXTENDED(dtype(-eta)) * step.values.astype(EXTENDED)
+            assert np.all(np.abs(moved - kept) <= reach)
         inactive.append(1.0 - float(step.active.mean()))
         codes = out
     return step, inactive
