@@ -96,8 +96,8 @@ class ScreenedStep:
     @classmethod
     def fits(cls, layer: ConvDictionary) -> bool:
         """Whether screening can pay for ``layer`` (see :data:`MIN_WINDOW_WORK`)."""
-        return layer.n_atoms * layer.n_channels * int(np.prod(layer.kernel_size)) >= \
-            MIN_WINDOW_WORK
+        work = layer.n_atoms * layer.n_channels * int(np.prod(layer.kernel_size))
+        return work >= MIN_WINDOW_WORK
 
     def __call__(self, codes: np.ndarray, target: np.ndarray, step: float, beta: float,
                  kind: str, synthesized: np.ndarray | None = None) -> np.ndarray | None:
