@@ -1,9 +1,10 @@
 """asv benchmarks of the 2-layer CNN model of DESIGN.md §7 (``mlverify.bench.cnn``).
 
 The forward pass (ReLU layered thresholding) and one ML-ISTA iteration at the standard code
-densities, the same in PyTorch (CPU, same threads; skipped with asv's ``NotImplementedError``
-when torch is missing), and the sparse-input analysis of layer 2 at several input densities
-against the dense kernel (where the crossover lies). ``setup`` warms the JIT with the same dtypes.
+densities (with the fraction of positions the screened deepest step skips), the same in PyTorch
+(CPU, same threads; skipped with asv's ``NotImplementedError`` when torch is missing), and the
+sparse-input analysis of layer 2 at several input densities against the dense kernel (where the
+crossover lies). ``setup`` warms the JIT with the same dtypes.
 """
 
 import numpy as np
@@ -78,6 +79,21 @@ class CNN(_Model):
         return cnn.density(layered_thresholding(self.net, self.y, self.betas, kind="relu").codes[0])
 
     track_density_layer1.unit = "fraction"
+
+    def track_screened_positions(self, prepared, dtype):
+        """Fraction of the deepest layer's positions the screening skips (no atom can be
+        non-zero there) at the fifth ML-ISTA iteration from the settled iterate."""
+        from mlverify.pursuits import _linear, _ml_ista
+
+        ops, y = _linear.layer_operators(self.net, self.y, engine="cpu")
+        steps = _ml_ista._steps(ops, self.mu, self.t)
+        screen = _ml_ista._screen(ops[-1])
+        gamma = self.start
+        for _ in range(5):
+            gamma = _ml_ista._sweep(ops, y, gamma, steps, self.betas, True, screen)
+        return 1.0 - float(screen.active.mean())
+
+    track_screened_positions.unit = "fraction"
 
 
 class TorchCNN(_Model):

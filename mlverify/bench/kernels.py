@@ -42,10 +42,14 @@ timings = {}
 start = time.perf_counter()
 import mlverify
 timings["import mlverify"] = time.perf_counter() - start
-from mlverify import MLCSC, ConvDictionary, basis_pursuit, layered_thresholding, omp, threshold
+from mlverify import (MLCSC, ConvDictionary, basis_pursuit, layered_thresholding, ml_ista, omp,
+                      threshold)
 rng = np.random.default_rng(0)
 for dtype in ("float32", "float64"):
     D = ConvDictionary(rng.standard_normal((4, 2, 3, 3)).astype(dtype))
+    # a deepest layer with 16 x 8 x 4 x 4 multiply-adds per window: its step is screened
+    net = MLCSC([ConvDictionary(rng.standard_normal(shape).astype(dtype))
+                 for shape in ((8, 2, 3, 3), (16, 8, 4, 4))])
     x = rng.standard_normal((2, 16, 16)).astype(dtype)
     codes = rng.standard_normal((4, 16, 16)).astype(dtype)
     sparse = np.where(rng.random(codes.shape) < 0.02, codes, 0).astype(dtype)
@@ -58,6 +62,7 @@ for dtype in ("float32", "float64"):
         "basis_pursuit (ADMM)": lambda: basis_pursuit(D, x, 0.5, solver="admm", max_iter=5),
         "omp": lambda: omp(D, x, n_nonzero=3),
         "layered_thresholding": lambda: layered_thresholding(MLCSC([D]), x, [0.5]),
+        "ml_ista (screened)": lambda: ml_ista(net, x, [0.1, 0.1], max_iter=3, nonneg=True),
     }
     for name, call in calls.items():
         start = time.perf_counter()
