@@ -250,15 +250,18 @@ def row_solution(v, row, spectra, f, coef, b, scale, out):  # pragma: no cover -
     \sum_c \overline{M[c, f]}\,K(Mv)_{bc}`, from ``coef[b]`` = :math:`K_k (M_k v_k)` (see
     :func:`woodbury_apply`); ``v (R, F)``, ``spectra (c, m, F)``, ``coef (B, c, F)``."""
     channels, _, nfreq = spectra.shape
+    source = v[row]  # 1-D views: the loops index them directly
     if channels == 1:  # one pass (Sherman–Morrison)
+        atom, weights = spectra[0, f], coef[b, 0]
         for k in range(nfreq):
-            out[k] = (v[row, k] - np.conj(spectra[0, f, k]) * coef[b, 0, k]) * scale
+            out[k] = (source[k] - np.conj(atom[k]) * weights[k]) * scale
         return
     for k in range(nfreq):
-        out[k] = v[row, k]
+        out[k] = source[k]
     for c in range(channels):
+        atom, weights = spectra[c, f], coef[b, c]
         for k in range(nfreq):
-            out[k] -= np.conj(spectra[c, f, k]) * coef[b, c, k]
+            out[k] -= np.conj(atom[k]) * weights[k]
     for k in range(nfreq):
         out[k] *= scale
 
@@ -270,22 +273,34 @@ def row_rhs(w_hat, spectra, f, signal, b, v, row, proj, first):  # pragma: no co
     ``proj[c] += M[c, f] v_{bf}`` (``proj (c, F)``, the caller's partial sum for batch ``b``;
     ``first``: the first share, stored instead of added, so the caller never zeroes it)."""
     channels, _, nfreq = spectra.shape
+    target = v[row]  # 1-D views: the loops index them directly
     if channels == 1:  # one pass
-        for k in range(nfreq):
-            value = w_hat[k] + np.conj(spectra[0, f, k]) * signal[b, 0, k]
-            v[row, k] = value
-            share = spectra[0, f, k] * value
-            proj[0, k] = share if first else proj[0, k] + share
+        atom, source, share_of = spectra[0, f], signal[b, 0], proj[0]
+        if first:
+            for k in range(nfreq):
+                value = w_hat[k] + np.conj(atom[k]) * source[k]
+                target[k] = value
+                share_of[k] = atom[k] * value
+        else:
+            for k in range(nfreq):
+                value = w_hat[k] + np.conj(atom[k]) * source[k]
+                target[k] = value
+                share_of[k] += atom[k] * value
         return
     for k in range(nfreq):
-        v[row, k] = w_hat[k]
+        target[k] = w_hat[k]
     for c in range(channels):
+        atom, source = spectra[c, f], signal[b, c]
         for k in range(nfreq):
-            v[row, k] += np.conj(spectra[c, f, k]) * signal[b, c, k]
+            target[k] += np.conj(atom[k]) * source[k]
     for c in range(channels):
-        for k in range(nfreq):
-            share = spectra[c, f, k] * v[row, k]
-            proj[c, k] = share if first else proj[c, k] + share
+        atom, share_of = spectra[c, f], proj[c]
+        if first:
+            for k in range(nfreq):
+                share_of[k] = atom[k] * target[k]
+        else:
+            for k in range(nfreq):
+                share_of[k] += atom[k] * target[k]
 
 
 @njit(parallel=True, cache=True)
