@@ -123,4 +123,4 @@ def test_kernels_comparison_reports_fractions_of_peak_and_first_calls():
     peak_rows = [m for m in comparison.metrics if "fraction of peak" in m.name]
     first = [m for m in comparison.metrics if m.name.startswith("warm-cache first call")]
     assert len(peak_rows) == 8 and all(0 < m.ratio < 2 for m in peak_rows)
-    assert len(first) == 16 and all(m.goal == 1.0 and m.ours > 0 for m in first)
+    assert len(first) == 18 and all(m.goal == 1.0 and m.ours > 0 for m in first)
