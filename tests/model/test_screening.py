@@ -143,6 +143,24 @@ def test_screened_steps_match_the_step_and_keep_valid_intervals(dtype, kind, spa
     assert max(inactive) > 0.2  # and it screened: the test is not vacuous
 
 
+@pytest.mark.usefixtures("always_screen")
+def test_a_batch_is_screened_problem_by_problem():
+    layer, first = planted(13, np.float64, (16, 16))
+    second = planted(14, np.float64, (16, 16))[1]
+    signals = np.stack([first, second])
+    step = screening.ScreenedStep(layer, (16, 16), batch=2)
+    eta = 0.9 / layer.spectral_norm((16, 16)) ** 2
+    beta = 0.3 * eta * float(np.abs(layer.analyze(signals)).max())
+    codes = np.zeros((2, layer.n_atoms, 16, 16))
+    screened = []
+    for _ in range(30):
+        expected = layer.proximal_gradient_step(codes, signals, eta, beta, "relu")
+        codes = step(codes, signals, eta, beta, "relu")
+        np.testing.assert_allclose(codes, expected, atol=1e-12)
+        screened.append(1 - step.active.mean(axis=(1, 2)))
+    assert step.key is not None and np.max(screened, axis=0).min() > 0.2  # in both problems
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_expensive_screening_falls_back_to_the_plain_step(dtype, monkeypatch):
     monkeypatch.setattr(screening, "NS_GEMM", {4: 1e6, 8: 1e6})
