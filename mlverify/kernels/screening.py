@@ -153,8 +153,9 @@ def screen(base, values, drift, change, energy, scale, spread, beta, kind, out,
                 nonzero += v != 0.0
                 centre = scale * np.float64(kept[x])
                 w = reach * moves[x]
-                # four float64 roundings (s·q, ±w, base +), each at most 2^-53 of these
-                margin = (abs(v) + abs(centre) + w) * 2.0 ** -51
+                # four float64 roundings (s·q, ±w, base +, + margin), each at most 2^-53 of
+                # |v| + |s·q| + w: a margin of twice their sum
+                margin = (abs(v) + abs(centre) + w) * 2.0 ** -50
                 screened = v + (centre + w) + margin <= limit
                 if not relu:
                     screened &= v + (centre - w) - margin >= -limit
@@ -215,13 +216,12 @@ def store_active(products, positions, columns, starts, base, scale, beta, kind, 
     ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), ``values = q``
     (the caller resets the positions' drift). ``columns`` are the positions' ``x``, ``starts``
     their row runs (the positions sorted, :func:`row_segments`); it goes run by run, atom by
-    atom, each writing along one row (serial, without the GIL: one worker's share). Returns
-    ``(bad, nonzero)`` counts of non-finite ``base + scale·q`` and non-zero outputs.
+    atom, each writing along one row (serial, without the GIL: one worker's share). Returns the
+    count of non-finite ``base + scale·q``.
     """
     atoms, height, width = base.shape[1:]
     runs = starts.shape[0] - 1
     bad = 0
-    nonzero = 0
     for task in range(runs * atoms):
         k = task // atoms
         f = task % atoms
@@ -238,8 +238,6 @@ def store_active(products, positions, columns, starts, base, scale, beta, kind, 
             v = scale * q
             v += bases[x]
             bad += not np.isfinite(v)
-            stored = shrink(v, limit, kind)
-            row[x] = stored
-            nonzero += stored != 0
+            row[x] = shrink(v, limit, kind)
             kept[x] = q
-    return bad, nonzero
+    return bad

@@ -185,7 +185,7 @@ class ScreenedStep:
                     np.matmul(rows, self.weights, out=values)
                 bad[worker] += screening.store_active(
                     values, chunk, chunk % width, screening.row_segments(chunk, width), codes4,
-                    scale, betas, kind, out, self.values)[0]
+                    scale, betas, kind, out, self.values)
 
         with _blas_controller().limit(limits=1, user_api="blas"):
             fft.run_workers(work, threads)
