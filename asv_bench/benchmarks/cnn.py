@@ -83,15 +83,7 @@ class CNN(_Model):
     def track_screened_positions(self, prepared, dtype):
         """Fraction of the deepest layer's positions the screening skips (no atom can be
         non-zero there) at the fifth ML-ISTA iteration from the settled iterate."""
-        from mlverify.pursuits import _linear, _ml_ista
-
-        ops, y = _linear.layer_operators(self.net, self.y, engine="cpu")
-        steps = _ml_ista._steps(ops, self.mu, self.t)
-        screen = _ml_ista._screen(ops[-1])
-        gamma = self.start
-        for _ in range(5):
-            gamma = _ml_ista._sweep(ops, y, gamma, steps, self.betas, True, screen)
-        return 1.0 - float(screen.active.mean())
+        return cnn.screened_positions(self.net, self.y, self.betas, self.mu, self.t, self.start)
 
     track_screened_positions.unit = "fraction"
 
