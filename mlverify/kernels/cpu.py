@@ -74,29 +74,31 @@ def epilogue(dtype, base: np.ndarray | None = None, scale: float = 1.0,
 
 
 @njit(inline="always", cache=True)
+def _finish_row(row, acc, stride, base_row, scale, t, kind):  # pragma: no cover - compiled
+    """:func:`finish` with the base as a 1-D row (empty: no base term), which the loop indexes
+    directly (indexing the 4-D base in the loop measured ~7 % slower on a sparse Gram pass)."""
+    bad = 0
+    nonzero = 0
+    with_base = base_row.size > 0
+    for x in range(row.shape[0]):
+        v = scale * acc[x * stride]
+        if with_base:
+            v += base_row[x]
+        bad += not np.isfinite(v)
+        stored = shrink(v, t, kind)
+        row[x] = stored
+        nonzero += stored != 0
+    return bad, nonzero
+
+
+@njit(inline="always", cache=True)
 def finish(row, acc, stride, base, b, o, y, x0, scale, t, kind):  # pragma: no cover - compiled
     """Store ``row[x] = T_t(base[b, o, y, x0 + x] + scale·acc[x·stride])`` (no base term when
     ``base`` is empty); returns ``(bad, nonzero)``: how many ``base + scale·acc`` values are not
     finite, and how many stored values are not zero."""
-    bad = 0
-    nonzero = 0
     if base.size > 0:
-        base_row = base[b, o, y, x0:]  # a 1-D view: the loop indexes it directly
-        for x in range(row.shape[0]):
-            v = scale * acc[x * stride]
-            v += base_row[x]
-            bad += not np.isfinite(v)
-            stored = shrink(v, t, kind)
-            row[x] = stored
-            nonzero += stored != 0
-    else:
-        for x in range(row.shape[0]):
-            v = scale * acc[x * stride]
-            bad += not np.isfinite(v)
-            stored = shrink(v, t, kind)
-            row[x] = stored
-            nonzero += stored != 0
-    return bad, nonzero
+        return _finish_row(row, acc, stride, base[b, o, y, x0:], scale, t, kind)
+    return _finish_row(row, acc, stride, base.reshape(-1), scale, t, kind)
 
 
 def block_width(out: np.ndarray) -> int:
