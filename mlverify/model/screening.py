@@ -92,6 +92,7 @@ class ScreenedStep:
         self.norms = layer.atom_norms() * (1 + 1e-12)
         self.key: tuple | None = None  # (step, beta, kind) of the values; None: no values
         self.cooldown = 0
+        self._scratch: list[tuple[np.ndarray, np.ndarray]] = []  # windows, products per worker
 
     @classmethod
     def fits(cls, layer: ConvDictionary) -> bool:
@@ -171,11 +172,13 @@ class ScreenedStep:
         shares = np.array_split(positions, threads)
         block = min(WINDOW_BLOCK, max(share.size for share in shares))
         bad = [0] * threads
+        while len(self._scratch) < threads:  # per worker, kept between calls
+            self._scratch.append((np.empty((WINDOW_BLOCK, self.window), layer.dtype),
+                                  np.empty((WINDOW_BLOCK, layer.n_atoms), layer.dtype)))
 
         def work(worker: int) -> None:
             share = shares[worker]
-            windows = np.empty((block, self.window), layer.dtype)
-            products = np.empty((block, layer.n_atoms), layer.dtype)
+            windows, products = self._scratch[worker]
             for start in range(0, share.size, block):
                 chunk = share[start:start + block]
                 rows, values = windows[:chunk.size], products[:chunk.size]

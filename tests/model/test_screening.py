@@ -3,8 +3,9 @@
 
 Kernel path: :func:`residual_windows` against ``np.roll`` box sums and ``np.pad`` (periodic,
 channels last). Model path: sequences of ISTA steps through :class:`ScreenedStep` against the
-formula :math:`T_\\beta(B - \\eta D^T(D\\Gamma - V))` evaluated in ``np.longdouble`` on the same
-arrays, and the invariant behind the screening: after every call, :math:`-\\eta D^T(D\\Gamma -
+formula :math:`T_\\beta(B - \\eta D^T(D\\Gamma - V))` through the package's NumPy oracles
+(:mod:`mlverify.kernels.reference`) run in ``np.longdouble`` on the same arrays, then the NumPy
+threshold, and the invariant behind the screening: after every call, :math:`-\\eta D^T(D\\Gamma -
 V)` lies within the kept bound (atom norm times the position's drift) of the kept correlation,
 scaled, at every entry, so a screened entry is zero in exact arithmetic. 1-D and 2-D, both
 dtypes, the three threshold kinds, refresh, screened and fallback calls, non-finite inputs, and
@@ -18,34 +19,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlverify import ConvDictionary, ml_fista, ml_ista
+from mlverify import ConvDictionary, ml_fista, ml_ista, threshold
+from mlverify.kernels import reference
 from mlverify.kernels import screening as kernels
 from mlverify.model import screening
 from mlverify.pursuits import _ml_ista
 
 EXTENDED = np.longdouble
-
-
-def periodic(filters, array, adjoint):
-    """In extended precision, for ``filters (m, c, n1, n2)`` (THEORY.md §1, periodic):
-    ``adjoint``: :math:`(D^TR)[b, f, y, x] = Σ_{i,τ} A[f,i,τ] R[b,i,(y,x)+τ]`; else
-    :math:`(D\\Gamma)[b, i, y, x] = Σ_{f,τ} A[f,i,τ] Γ[b,f,(y,x)-τ]`."""
-    sign, spec = (-1, "fi,biyx->bfyx") if adjoint else (1, "fi,bfyx->biyx")
-    out = np.zeros((), EXTENDED)
-    for ty in range(filters.shape[2]):
-        for tx in range(filters.shape[3]):
-            shifted = np.roll(array.astype(EXTENDED), (sign * ty, sign * tx), axis=(2, 3))
-            out = out + np.einsum(spec, filters[:, :, ty, tx].astype(EXTENDED), shifted)
-    return out
-
-
-def threshold(values, beta, kind):
-    """THEORY.md §3: H_β(v) = v·1[|v| > β], S_β(v) = sign(v)max(|v|−β, 0), S⁺_β = max(v−β, 0)."""
-    if kind == "hard":
-        return np.where(np.abs(values) > beta, values, 0)
-    if kind == "soft":
-        return np.sign(values) * np.maximum(np.abs(values) - beta, 0)
-    return np.maximum(values - beta, 0)
 
 
 def planted(seed, dtype, spatial, atoms=16, channels=8, kernel=(4, 4)):
@@ -113,13 +93,17 @@ def run_steps(layer, signal, kind, dtype, iterations, spatial, check_intervals=T
     for _ in range(iterations):
         out = step(codes, signal, eta, beta, kind)
         assert out is not None
-        residual = periodic(filters, lift(codes), False) - lift(signal).astype(EXTENDED)
-        moved = EXTENDED(dtype(-eta)) * periodic(filters, residual, True)
-        expected = threshold(lift(codes).astype(EXTENDED) + moved, EXTENDED(dtype(beta)), kind)
+        # the NumPy oracles of the operators, run in extended precision
+        wide = filters.astype(EXTENDED)
+        residual = (reference.synthesize(lift(codes).astype(EXTENDED), wide)
+                    - lift(signal).astype(EXTENDED))
+        moved = EXTENDED(dtype(-eta)) * reference.analyze(residual, wide)
+        expected = threshold((lift(codes).astype(EXTENDED) + moved).astype(np.float64),
+                             float(dtype(beta)), kind, engine="numpy").codes[0]
         scale = float(np.abs(expected).max()) or 1.0
         tol = 1e-4 if dtype == np.float32 else 1e-11
-        np.testing.assert_allclose(lift(out).astype(np.float64), expected.astype(np.float64),
-                                   atol=tol * scale, rtol=tol)
+        np.testing.assert_allclose(lift(out).astype(np.float64), expected, atol=tol * scale,
+                                   rtol=tol)
         if check_intervals and step.key is not None:
             # s·q lies within spread·drift of s·(the value last computed at its position)
             widen = (abs(float(dtype(-eta))) * step.norms)[None, :, None, None]
