@@ -16,18 +16,21 @@ bounds how far each correlation can move:
     |s\,q_{k+1}[f, p] - s\,q_k[f, p]| \le |s|\,\|a_f\|_2\,\|(R_{k+1} - R_k)_{p}\|_2,
 
 where :math:`(\cdot)_p` is the ``c × n1 × n2`` window read by position ``p``. So the kernels keep,
-per entry, the correlation :math:`q` last computed and, per position, a *drift* :math:`d_p`:
-the rounding bound of that computation, :math:`\gamma_K\|R_p\|_2` (any summation order,
-:math:`K = c\,n_1n_2`, :math:`\gamma_K = Ku/(1 - Ku)`; Higham, *Accuracy and Stability of
-Numerical Algorithms*, §3.1), plus the window changes since. Then :math:`s\,q_{now}` lies in
-:math:`s\,q \pm |s|\,\|a_f\|_2\,d_p` in exact arithmetic; when the threshold maps all of
-:math:`B +` that interval to zero (:math:`B + s\,q + |s|\|a_f\|d_p \le \beta` for the ReLU,
-also :math:`\ge -\beta` for soft and hard thresholds), the entry's output is exactly zero and
-its correlation need not be computed. The positions where some atom cannot be screened are
-*active*: their correlations for all atoms are computed by one matrix product of their windows
-(:func:`gather_windows`, then BLAS ``gemm``), which resets their values and drift. Every sum
-of the test is carried in float64 with an outward margin for its rounding, so a screened entry
-is zero in exact arithmetic on the computed arrays, not merely up to rounding.
+per position, a *drift* :math:`d_p`: the rounding bound of the correlations last computed there,
+:math:`\gamma_K\|R_p\|_2` (any summation order, :math:`K = c\,n_1n_2`,
+:math:`\gamma_K = Ku/(1 - Ku)`; Higham, *Accuracy and Stability of Numerical Algorithms*,
+§3.1), plus the window changes since. Then :math:`s\,q_{now}` lies in
+:math:`s\,q \pm |s|\,\|a_f\|_2\,d_p` in exact arithmetic around the value :math:`q` computed.
+Where the base is zero, the threshold maps all of that interval to zero while
+:math:`c_f + |s|\|a_f\|\,d_p \le \beta_f`, with :math:`c_f = s\,q` for the ReLU and
+:math:`|s\,q|` for soft and hard thresholds; so the kernels keep, instead of the values, the
+position's *headroom* :math:`h_p = \min_f (\beta_f - c_f)/(|s|\,\|a_f\|)`, and the whole position
+is screened (its outputs are exactly zero) while :math:`d_p \le h_p` and its base is zero. The
+other positions are *active*: their correlations for all atoms are computed by one matrix
+product of their windows (:func:`gather_windows`, then BLAS ``gemm``), which resets their
+headroom and drift. Every sum of the test is carried in float64 with an outward margin for its
+rounding, so a screened entry is zero in exact arithmetic on the computed arrays, not merely up
+to rounding.
 
 Layouts: codes ``(B, m, H, W)``, residuals ``(B, c, H, W)`` (1-D is ``H = n1 = 1``); windows
 are gathered from a channels-last, periodically padded copy of the residual,
@@ -44,6 +47,9 @@ from ._scalar import KIND_RELU, shrink
 #: Relative inflation of the float64 window norms (sums of at most ~10⁶ float64 terms, each
 #: rounding by at most 2⁻⁵³ relative: far below 1e-9).
 NORM_INFLATION = 1.0 + 1e-9
+#: Relative outward margin of the float64 tests: 2⁻⁵⁰ covers up to eight roundings of at most
+#: 2⁻⁵³ relative each.
+MARGIN = 2.0**-50
 
 
 @njit(parallel=True, cache=True)
@@ -114,21 +120,39 @@ def residual_windows(synthesized, target, previous, padded, change, energy):  # 
     return nonzero
 
 
-@njit(parallel=True, cache=True)
-def screen(base, values, drift, change, energy, scale, spread, beta, kind, out,
-           active):  # pragma: no cover - compiled
-    """Screen every entry and finish the inactive positions.
+@njit(inline="always", cache=True)
+def allowance(q, scale, beta, spread, relu):  # pragma: no cover - compiled
+    """The drift up to which the entry of correlation ``q`` stays screened (zero base):
+    :math:`(\\beta - c)/\\mathrm{spread}` rounded down, :math:`c = s\\,q` (ReLU) or
+    :math:`|s\\,q|`; ``-inf`` when ``q`` is not finite (never screens), ``inf`` for a zero
+    ``spread`` (a zero atom) when :math:`c \\le \\beta`."""
+    centre = scale * np.float64(q)
+    if not relu:
+        centre = abs(centre)
+    # two float64 roundings (s·q, β - c) and the division's: a margin of 2^-50 of the terms
+    room = beta - centre - (abs(beta) + abs(centre)) * MARGIN
+    if not np.isfinite(room):
+        return -np.inf
+    if spread == 0.0:
+        return np.inf if room >= 0.0 else -np.inf
+    return room / spread * (1.0 - MARGIN)
 
-    ``values`` hold the correlations :math:`q` last computed (NaN: none yet) and ``drift
-    (B, H, W)`` the positions' drift (module docstring), to which this call's window ``change``
-    is added first (rounded up). With ``scale`` :math:`s` and ``spread[f]`` :math:`|s|\\|a_f\\|`
-    (rounded up), entry ``(b, f, y, x)`` is screened when the threshold ``kind`` (per-atom
-    ``beta``) maps all of ``base + s·q ± spread[f]·drift`` to zero; a non-finite value never
-    screens. ``active[b, y, x]`` is set where some atom is not screened, unless ``energy`` is
-    zero: there the residual window is zero, :math:`q = 0` exactly, ``out = T(base)`` and the
-    position's values and drift are reset to zero. At the other inactive positions ``out`` is
-    zero. Returns the numbers of non-finite ``base`` values at the zero-window positions and of
-    non-zero ``base`` values.
+
+@njit(parallel=True, cache=True)
+def screen(base, headroom, drift, change, energy, spread, beta, kind, out,
+           active):  # pragma: no cover - compiled
+    """Screen every position and finish the inactive ones.
+
+    ``drift (B, H, W)`` holds the positions' drifts (module docstring), to which this call's
+    window ``change`` is added first (rounded up), and ``headroom (B, H, W)`` the least
+    :func:`allowance` over the atoms of the values last computed (``-inf``: none yet). A
+    position is screened whole when its ``base`` is zero at every atom and its drift is at most
+    its headroom: then, for every atom, :math:`s\\,q \\pm \\mathrm{spread}[f]\\,d_p` thresholds
+    (``kind``, per-atom ``beta``) to zero. Otherwise ``active[b, y, x]`` is set, unless the
+    position's residual window is zero (``energy`` 0): there :math:`q = 0` exactly,
+    ``out = T(base)`` and the drift restarts at zero. ``out`` is zero at the other inactive
+    positions (:func:`store_active` overwrites the active ones). Returns the numbers of
+    non-finite ``base`` values at the zero-window positions and of non-zero ``base`` values.
     """
     batch, atoms, height, width = base.shape
     relu = kind == KIND_RELU
@@ -137,44 +161,37 @@ def screen(base, values, drift, change, energy, scale, spread, beta, kind, out,
     for task in prange(batch * height):
         b = task // height
         y = task % height
-        act = active[b, y]
-        act[:] = False
-        moves = drift[b, y]
-        steps = change[b, y]
-        for x in range(width):
-            moves[x] = (moves[x] + steps[x]) * (1.0 + 2.0 ** -50)
+        occupied = np.zeros(width, dtype=np.bool_)
+        empty = np.inf  # the headroom of a zero window (q = 0)
         for f in range(atoms):
-            limit = np.float64(beta[f % beta.shape[0]])
-            reach = spread[f]
-            kept = values[b, f, y]
+            empty = min(empty, allowance(0.0, 1.0, np.float64(beta[f % beta.shape[0]]),
+                                         spread[f], relu))
+        count = 0
+        for f in range(atoms):
             bases = base[b, f, y]
-            for x in range(width):
-                v = np.float64(bases[x])
-                nonzero += v != 0.0
-                centre = scale * np.float64(kept[x])
-                w = reach * moves[x]
-                # four float64 roundings (s·q, ±w, base +, + margin), each at most 2^-53 of
-                # |v| + |s·q| + w: a margin of twice their sum
-                margin = (abs(v) + abs(centre) + w) * 2.0 ** -50
-                screened = v + (centre + w) + margin <= limit
-                if not relu:
-                    screened &= v + (centre - w) - margin >= -limit
-                act[x] |= not screened
-        zero = energy[b, y]
-        for x in range(width):
-            act[x] &= zero[x] != 0.0
-        for f in range(atoms):  # store_active overwrites the active positions
             row = out[b, f, y]
             for x in range(width):
+                v = bases[x] != 0.0  # NaN too
+                occupied[x] |= v
+                count += v
                 row[x] = 0.0
+        nonzero += count
+        act = active[b, y]
+        moves = drift[b, y]
+        steps = change[b, y]
+        zero = energy[b, y]
+        room = headroom[b, y]
         for x in range(width):
-            if zero[x] == 0.0:
+            moves[x] = (moves[x] + steps[x]) * (1.0 + MARGIN)
+            act[x] = zero[x] != 0.0 and (occupied[x] or not moves[x] <= room[x])
+            if zero[x] == 0.0:  # q = 0 exactly: the same headroom everywhere
                 moves[x] = 0.0
-                for f in range(atoms):
-                    v = base[b, f, y, x]
-                    bad += not np.isfinite(v)
-                    out[b, f, y, x] = shrink(v, beta[f % beta.shape[0]], kind)
-                    values[b, f, y, x] = 0.0
+                room[x] = empty
+                if occupied[x]:  # else out = T(0) = 0 already
+                    for f in range(atoms):
+                        v = base[b, f, y, x]
+                        bad += not np.isfinite(v)
+                        out[b, f, y, x] = shrink(v, beta[f % beta.shape[0]], kind)
     return bad, nonzero
 
 
@@ -210,34 +227,37 @@ def row_segments(positions, width):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def store_active(products, positions, columns, starts, base, scale, beta, kind, out,
-                 values):  # pragma: no cover - compiled
+def store_active(products, positions, columns, starts, base, scale, beta, kind, out, headroom,
+                 spread):  # pragma: no cover - compiled
     """Finish the active positions from their correlations ``products[j, f] = q[f, p_j]``:
-    ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), ``values = q``
-    (the caller resets the positions' drift). ``columns`` are the positions' ``x``, ``starts``
-    their row runs (the positions sorted, :func:`row_segments`); it goes run by run, atom by
-    atom, each writing along one row (serial, without the GIL: one worker's share). Returns the
-    count of non-finite ``base + scale·q``.
+    ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), and
+    ``headroom`` = the least :func:`allowance` over the atoms (the caller resets the positions'
+    drift). ``columns`` are the positions' ``x``, ``starts`` their row runs (the positions
+    sorted, :func:`row_segments`); it goes run by run, atom by atom, each writing along one row
+    (serial, without the GIL: one worker's share). Returns the count of non-finite
+    ``base + scale·q``.
     """
     atoms, height, width = base.shape[1:]
+    relu = kind == KIND_RELU
     runs = starts.shape[0] - 1
     bad = 0
-    for task in range(runs * atoms):
-        k = task // atoms
-        f = task % atoms
+    for k in range(runs):
         row_index = positions[starts[k]] // width
         b = row_index // height
         y = row_index % height
-        limit = beta[f % beta.shape[0]]
-        kept = values[b, f, y]
-        bases = base[b, f, y]
-        row = out[b, f, y]
+        room = headroom[b, y]
         for j in range(starts[k], starts[k + 1]):
-            x = columns[j]
-            q = products[j, f]
-            v = scale * q
-            v += bases[x]
-            bad += not np.isfinite(v)
-            row[x] = shrink(v, limit, kind)
-            kept[x] = q
+            room[columns[j]] = np.inf
+        for f in range(atoms):
+            limit = beta[f % beta.shape[0]]
+            bases = base[b, f, y]
+            row = out[b, f, y]
+            for j in range(starts[k], starts[k + 1]):
+                x = columns[j]
+                q = products[j, f]
+                v = scale * q
+                v += bases[x]
+                bad += not np.isfinite(v)
+                row[x] = shrink(v, limit, kind)
+                room[x] = min(room[x], allowance(q, scale, np.float64(limit), spread[f], relu))
     return bad

@@ -9,21 +9,21 @@ An iterative pursuit repeats, with the same layer, step :math:`\eta` and thresho
 (ISTA; every layer of ML-ISTA and ML-FISTA, THEORY.md §3, with :math:`B_k` the iterate or the
 extrapolated point). When the codes are sparse, most outputs are zero at every iteration, and
 the residual :math:`R_k = D\Gamma_k - V_k` moves little between two. :class:`ScreenedStep`
-keeps, per code entry, the correlation :math:`(D^TR)[f, p]` last computed and, per position, a
-bound on how far it may have moved since (its rounding plus the Cauchy–Schwarz bounds of the
-residual's changes over the position's window), and skips every entry whose whole interval
-thresholds to zero (the safe-screening idea of El Ghaoui, Viallon, Rabbani, *Pacific J.
-Optim.* 2012, applied here between iterations rather than from a duality gap); see
-:mod:`mlverify.kernels.screening` for the bounds. Only the positions where some atom is not
-screened are computed, all their atoms at once by one matrix product (BLAS), which also resets
-their values. The output is the unscreened step's up to rounding: a screened entry is zero in
-exact arithmetic.
+keeps, per position, a bound on how far the correlations :math:`(D^TR)[f, p]` may have moved since
+they were last computed (their rounding plus the Cauchy–Schwarz bounds of the residual's changes
+over the position's window) and the *headroom*, the least such move that could make one of them
+survive the threshold, and skips every position where the bound is below the headroom (the
+safe-screening idea of El Ghaoui, Viallon, Rabbani, *Pacific J. Optim.* 2012, applied here
+between iterations rather than from a duality gap); see :mod:`mlverify.kernels.screening` for
+the bounds. Only the other positions are computed, all their atoms at once by one matrix
+product (BLAS), which also resets their headrooms. The output is the unscreened step's up to
+rounding: a screened entry is zero in exact arithmetic.
 
 Which is cheaper, this or the plain step (:meth:`mlverify.ConvDictionary.proximal_gradient_step`,
 its own sparse or dense route), is decided at every call from the number of active positions;
-the first call, which has no values yet, computes every position whose window is not zero and
+the first call, which has no headrooms yet, computes every position whose window is not zero and
 is taken while it costs at most :data:`REFRESH_ALLOWANCE` times the plain step (it pays for the
-screened iterations after it). After a plain step the values are stale: the next
+screened iterations after it). After a plain step the headrooms are stale: the next
 :data:`COOLDOWN` calls take the plain step directly.
 """
 
@@ -49,7 +49,7 @@ WINDOW_BLOCK = 1024
 #: The first screened call, which computes every position with a non-zero window, is taken
 #: while its modelled time is at most this multiple of the plain step's.
 REFRESH_ALLOWANCE = 2.0
-#: Calls that take the plain step after one did (the values are then stale).
+#: Calls that take the plain step after one did (the headrooms are then stale).
 COOLDOWN = 8
 #: Screening needs ``c·n1·n2 · m`` (the multiply-adds of one window) at least this large: below,
 #: the matrix products are too small for BLAS to run them efficiently.
@@ -58,7 +58,7 @@ MIN_WINDOW_WORK = 2048
 
 class ScreenedStep:
     r"""Screened proximal-gradient steps :math:`T_\beta(B - \eta D^T(D\Gamma - V))` of one
-    dictionary on one grid, with the correlations and drifts kept between calls (module
+    dictionary on one grid, with the positions' drifts and headrooms kept between calls (module
     docstring).
 
     Parameters
@@ -78,11 +78,11 @@ class ScreenedStep:
         dtype = layer.dtype
         self.layer = layer
         self.window = c * n1 * n2
-        self.values = np.empty((batch, m, height, width), dtype)  # q last computed
         self.previous = np.zeros((batch, c, height, width), dtype)
         self.padded = np.empty((batch, height + n1 - 1, (width + n2 - 1) * c), dtype)
         self.change = np.empty((batch, height, width))
         self.drift = np.empty_like(self.change)
+        self.headroom = np.empty_like(self.change)
         self.energy = np.empty_like(self.change)
         self.active = np.empty((batch, height, width), dtype=np.bool_)
         # (K, m), K in the order (t_y, t_x, i) of the gathered windows
@@ -90,7 +90,7 @@ class ScreenedStep:
         unit = float(np.finfo(dtype).eps) / 2
         self.rounding = self.window * unit / (1 - self.window * unit) * (1 + 1e-6)  # γ_K
         self.norms = layer.atom_norms() * (1 + 1e-12)
-        self.key: tuple | None = None  # (step, beta, kind) of the values; None: no values
+        self.key: tuple | None = None  # (step, beta, kind) of the headrooms; None: none
         self.cooldown = 0
         self._scratch: list[tuple[np.ndarray, np.ndarray]] = []  # windows, products per worker
 
@@ -116,7 +116,7 @@ class ScreenedStep:
                              f"{self.active.shape}")
         key = (float(step), float(beta), kind)
         if key != self.key:
-            self.key = None  # values of another step, or none
+            self.key = None  # headrooms of another step, or none
         if self.cooldown:
             self.cooldown -= 1
             return layer.proximal_gradient_step(codes, target, step, beta, kind,
@@ -127,18 +127,18 @@ class ScreenedStep:
             synthesized4 = layer._canonical("synthesized", synthesized, layer.n_channels,
                                             finite=False)[2]
         if self.key is None:
-            self.values.fill(np.nan)  # unknown: never screens
+            self.headroom.fill(-np.inf)  # unknown: never screens
             self.drift.fill(0.0)
         itemsize = layer.dtype.itemsize
         scale = layer.dtype.type(-step)
-        spread = abs(float(scale)) * self.norms * (1 + 1e-12)
+        spread = self.spreads(scale)
         betas = np.full(layer.n_atoms, beta, dtype=layer.dtype)
         out = np.empty(codes4.shape, layer.dtype)
         with cpu.threads_for(codes4.size):
             target_nonzeros = screening.residual_windows(synthesized4, target4, self.previous,
                                                          self.padded, self.change, self.energy)
-            bad, codes_nonzeros = screening.screen(codes4, self.values, self.drift, self.change,
-                                                   self.energy, float(scale), spread, betas,
+            bad, codes_nonzeros = screening.screen(codes4, self.headroom, self.drift,
+                                                   self.change, self.energy, spread, betas,
                                                    KINDS[kind], out, self.active)
         positions = np.flatnonzero(self.active)
         modelled = positions.size * self.window * (NS_GEMM[itemsize] * layer.n_atoms
@@ -157,6 +157,11 @@ class ScreenedStep:
             self.key = None
             return None
         return out.reshape(batch + (layer.n_atoms,) + spatial)
+
+    def spreads(self, scale) -> np.ndarray:
+        r""":math:`|s|\,\|a_f\|_2` per atom, rounded up: how far a change of the residual's
+        window of norm 1 can move each scaled correlation :math:`s\,q` (Cauchy–Schwarz)."""
+        return abs(float(scale)) * self.norms * (1 + 1e-12)
 
     def _compute_active(self, positions: np.ndarray, codes4: np.ndarray, spread: np.ndarray,
                         scale, betas: np.ndarray, kind: int, out: np.ndarray) -> int:
@@ -188,7 +193,7 @@ class ScreenedStep:
                     np.matmul(rows, self.weights, out=values)
                 bad[worker] += screening.store_active(
                     values, chunk, chunk % width, screening.row_segments(chunk, width), codes4,
-                    scale, betas, kind, out, self.values)
+                    scale, betas, kind, out, self.headroom, spread)
 
         with _blas_controller().limit(limits=1, user_api="blas"):
             fft.run_workers(work, threads)

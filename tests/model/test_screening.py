@@ -6,8 +6,8 @@ channels last). Model path: sequences of ISTA steps through :class:`ScreenedStep
 formula :math:`T_\\beta(B - \\eta D^T(D\\Gamma - V))` through the package's NumPy oracles
 (:mod:`mlverify.kernels.reference`) run in ``np.longdouble`` on the same arrays, then the NumPy
 threshold, and the invariant behind the screening: after every call, :math:`-\\eta D^T(D\\Gamma -
-V)` lies within the kept bound (atom norm times the position's drift) of the kept correlation,
-scaled, at every entry, so a screened entry is zero in exact arithmetic. 1-D and 2-D, both
+V)` stays below the threshold by the kept headroom minus the position's drift (times the atom's
+norm), at every entry, so a screened entry is zero in exact arithmetic. 1-D and 2-D, both
 dtypes, the three threshold kinds, refresh, screened and fallback calls, non-finite inputs, and
 ML-ISTA / ML-FISTA with the screened deepest layer against the NumPy engine.
 """
@@ -105,11 +105,15 @@ def run_steps(layer, signal, kind, dtype, iterations, spatial, check_intervals=T
         np.testing.assert_allclose(lift(out).astype(np.float64), expected, atol=tol * scale,
                                    rtol=tol)
         if check_intervals and step.key is not None:
-            # s·q lies within spread·drift of s·(the value last computed at its position)
-            widen = (abs(float(dtype(-eta))) * step.norms)[None, :, None, None]
-            reach = (widen * step.drift[:, None]).astype(EXTENDED)
-            kept = EXTENDED(dtype(-eta)) * step.values.astype(EXTENDED)
-            assert np.all(np.abs(moved - kept) <= reach)
+            # every correlation now stays within the kept headroom minus the drift: c_f ≤ β -
+            # |s|·‖a_f‖·(h_p - d_p), c_f = s·q (ReLU) or |s·q|, wherever the headroom is known
+            centre = moved if kind == "relu" else np.abs(moved)
+            spread = step.spreads(dtype(-eta))[None, :, None, None]
+            known = np.isfinite(step.headroom)[:, None]
+            room = spread * (step.headroom - step.drift)[:, None]
+            limit = EXTENDED(float(dtype(beta))) - np.where(known, room, 0).astype(EXTENDED)
+            assert np.all((centre <= limit) | ~known)
+            assert known.mean() > 0.5
         inactive.append(1.0 - float(step.active.mean()))
         codes = out
     return step, inactive
