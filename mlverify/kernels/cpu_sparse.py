@@ -169,16 +169,20 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
         acc = np.zeros((xe - xa) * n_out, dtype=out.dtype)
         pair_values = np.empty(n_in * n1 + 4, dtype=values.dtype)
         pair_starts = np.empty(n_in * n1 + 4, dtype=np.int64)
+        source_rows = np.empty(n1, dtype=np.int64)  # first pixel of each source row
+        for ty in range(n1):
+            source_rows[ty] = (b * height + (y + row_offset + row_sign * ty) % height) * width
+        column = (xa + col_offset) % width
         # Source column j (unwrapped) reaches the output columns x = j - u - δ, u < n2.
         for j in range(xa + col_offset, xe + col_offset + n2 - 1):
-            column = j % width
             n = 0
             for ty in range(n1):
-                pixel = (b * height + (y + row_offset + row_sign * ty) % height) * width + column
+                pixel = source_rows[ty] + column
                 for k in range(offsets[pixel], offsets[pixel + 1]):
                     pair_values[n] = values[k]
                     pair_starts[n] = (channels[k] * n1 + ty) * n2 * n_out
                     n += 1
+            column = column + 1 if column + 1 < width else 0
             if n == 0:
                 continue
             while n % 4:
