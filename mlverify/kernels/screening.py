@@ -66,12 +66,14 @@ def residual_windows(synthesized, target, previous, padded, change, energy):  # 
     batch, c, height, width = synthesized.shape
     n1 = padded.shape[1] - height + 1
     n2 = padded.shape[2] // c - width + 1
+    sums = np.empty((2, batch, height, width))  # squares summed over the window's n2 columns
     nonzero = 0
     for task in prange(batch * height):
         b = task // height
         y = task % height
         moved = np.zeros(width + n2 - 1)
         total = np.zeros(width + n2 - 1)
+        line = padded[b, y]
         for i in range(c):
             new_row = synthesized[b, i, y]
             old_row = previous[b, i, y]
@@ -83,40 +85,38 @@ def residual_windows(synthesized, target, previous, padded, change, energy):  # 
                 moved[x] += d * d
                 total[x] += np.float64(r) * np.float64(r)
                 old_row[x] = r
-        # the row sums over the window's n2 columns (periodic)
+        for i in range(c):  # channels last, periodic columns
+            source = previous[b, i, y]
+            for x in range(width):
+                line[x * c + i] = source[x]
+            for x in range(n2 - 1):
+                line[(width + x) * c + i] = source[x]
+        if y < n1 - 1:  # periodic rows
+            padded[b, height + y] = line
         for x in range(n2 - 1):
             moved[width + x] = moved[x]
             total[width + x] = total[x]
-        out_moved = change[b, y]
-        out_total = energy[b, y]
+        out_moved = sums[0, b, y]
+        out_total = sums[1, b, y]
         out_moved[:] = moved[:width]
         out_total[:] = total[:width]
         for tx in range(1, n2):
             for x in range(width):
                 out_moved[x] += moved[x + tx]
                 out_total[x] += total[x + tx]
-    for task in prange(batch * (height + n1 - 1)):
-        b = task // (height + n1 - 1)
-        y = task % (height + n1 - 1) % height
-        row = padded[b, task % (height + n1 - 1)]
-        for i in range(c):
-            source = previous[b, i, y]
-            for x in range(width):
-                row[x * c + i] = source[x]
-            for x in range(n2 - 1):
-                row[(width + x) * c + i] = source[x]
     # the column sums over the window's n1 rows (periodic), then the norms
-    for b in range(batch):
-        for sums in (change[b], energy[b]):
-            rows = sums.copy()
-            for y in prange(height):
-                line = sums[y]
-                for ty in range(1, n1):
-                    source = rows[(y + ty) % height]
-                    for x in range(width):
-                        line[x] += source[x]
+    for task in prange(batch * height):
+        b = task // height
+        y = task % height
+        for k in range(2):
+            norms = change[b, y] if k == 0 else energy[b, y]
+            norms[:] = sums[k, b, y]
+            for ty in range(1, n1):
+                source = sums[k, b, (y + ty) % height]
                 for x in range(width):
-                    line[x] = np.sqrt(line[x]) * NORM_INFLATION
+                    norms[x] += source[x]
+            for x in range(width):
+                norms[x] = np.sqrt(norms[x]) * NORM_INFLATION
     return nonzero
 
 
