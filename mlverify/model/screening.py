@@ -101,11 +101,18 @@ class ScreenedStep:
         return work >= MIN_WINDOW_WORK
 
     def __call__(self, codes: np.ndarray, target: np.ndarray, step: float, beta: float,
-                 kind: str, synthesized: np.ndarray | None = None) -> np.ndarray | None:
+                 kind: str, synthesized: np.ndarray | None = None,
+                 out: np.ndarray | None = None) -> np.ndarray | None:
         r""":math:`T_\beta(\Gamma - \eta D^T(D\Gamma - V))` as
         :meth:`mlverify.ConvDictionary.proximal_gradient_step` (same arguments and result:
         ``None`` when a value before the threshold is not finite), screened when that is
-        modelled cheaper."""
+        modelled cheaper.
+
+        ``out`` (C-contiguous, the codes' shape and dtype, sharing no memory with the inputs)
+        receives a screened result; by default it is a new array, and the plain step always
+        returns one. An iterating caller passes a buffer it no longer holds: a new array of
+        this size at every call costs its page faults again (measured on the CNN benchmark's
+        layer 2, 16.8 MB: ML-ISTA iterations 5-10 % slower)."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
         layer = self.layer
@@ -133,7 +140,10 @@ class ScreenedStep:
         scale = layer.dtype.type(-step)
         spread = self.spreads(scale)
         betas = np.full(layer.n_atoms, beta, dtype=layer.dtype)
-        out = np.empty(codes4.shape, layer.dtype)
+        if out is None:
+            out = np.empty(codes4.shape, layer.dtype)
+        else:
+            out = self._buffer(out, codes, target, synthesized).reshape(codes4.shape)
         with cpu.threads_for(codes4.size):
             target_nonzeros = screening.residual_windows(synthesized4, target4, self.previous,
                                                          self.padded, self.change, self.energy)
@@ -157,6 +167,17 @@ class ScreenedStep:
             self.key = None
             return None
         return out.reshape(batch + (layer.n_atoms,) + spatial)
+
+    def _buffer(self, out, *inputs) -> np.ndarray:
+        """``out`` checked as the output buffer of a call on ``inputs`` (the first: codes)."""
+        codes = inputs[0]
+        if (not isinstance(out, np.ndarray) or out.shape != np.shape(codes)
+                or out.dtype != self.layer.dtype or not out.flags.c_contiguous):
+            raise ValueError(f"out must be a C-contiguous {self.layer.dtype} array of shape "
+                             f"{np.shape(codes)}")
+        if any(np.may_share_memory(out, array) for array in inputs if array is not None):
+            raise ValueError("out must not share memory with the codes, target or synthesis")
+        return out
 
     def spreads(self, scale) -> np.ndarray:
         r""":math:`|s|\,\|a_f\|_2` per atom, rounded up: how far a change of the residual's

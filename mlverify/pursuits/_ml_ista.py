@@ -123,11 +123,12 @@ def _screen(op: Operator) -> ScreenedStep | None:
 
 
 def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, nonneg: bool,
-           screen: ScreenedStep | None = None):
+           screen: ScreenedStep | None = None, out: np.ndarray | None = None):
     """One ML-ISTA step from ``gamma`` (backward then forward sweep); ``None`` if non-finite.
 
     The check runs before every threshold: thresholding maps NaN to zero and would hide it.
-    ``screen`` runs the deepest layer's step (the same step, screened).
+    ``screen`` runs the deepest layer's step (the same step, screened), into ``out`` when
+    given (:meth:`ScreenedStep.__call__`).
     """
     projected = [gamma]
     for op in reversed(ops[1:]):
@@ -139,7 +140,7 @@ def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, n
         known = projected[index - 1] if index else None
         if screen is not None and index == len(ops) - 1:
             previous = screen(base, previous, step / previous_step, step * lam,
-                              "relu" if nonneg else "soft", synthesized=known)
+                              "relu" if nonneg else "soft", synthesized=known, out=out)
         else:
             previous = op.gradient_step(base, previous, known, step / previous_step, step * lam,
                                         nonneg)
@@ -147,6 +148,18 @@ def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, n
             return None
         previous_step = step
     return previous
+
+
+def _spare(spares: list[np.ndarray], *held: np.ndarray) -> np.ndarray:
+    """A buffer of ``spares`` that shares no memory with the arrays ``held``; a new one
+    (appended) when every buffer is held. The screened step writes each iterate into one, and
+    ML-FISTA each extrapolated point, so that no large array is allocated at every iteration
+    (a new one costs its page faults again)."""
+    for buffer in spares:
+        if not any(np.may_share_memory(buffer, array) for array in held):
+            return buffer
+    spares.append(np.empty_like(held[0]))
+    return spares[-1]
 
 
 def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, momentum):
@@ -165,6 +178,7 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
              else check_code("x0", x0, ops).copy())
     f_zero = 0.5 * float(np.vdot(y.astype(np.float64), y.astype(np.float64)))
     screen = _screen(ops[-1])
+    spares: list[np.ndarray] = []  # buffers of iterates and points (at most four)
     history: dict[str, list[float]] = {
         "iteration": [], "objective": [], "fixed_point_residual": [], "seconds": []
     }
@@ -174,11 +188,14 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
     for it in range(1, max_iter + 1):
         if momentum:
             tk_next = (1.0 + np.sqrt(1.0 + 4.0 * tk * tk)) / 2.0
-            point = gamma + np.asarray((tk - 1.0) / tk_next, gamma.dtype) * (gamma - previous)
+            point = np.subtract(gamma, previous, out=_spare(spares, gamma, previous))
+            point *= np.asarray((tk - 1.0) / tk_next, gamma.dtype)
+            point += gamma  # γ + c·(γ - γ_prev)
             tk = tk_next
         else:
             point = gamma
-        new = _sweep(ops, y, point, steps, lams, nonneg, screen)
+        out = None if screen is None else _spare(spares, gamma, previous, point)
+        new = _sweep(ops, y, point, steps, lams, nonneg, screen, out)
         if new is None:
             status, residual = "non-finite", float("nan")
             break

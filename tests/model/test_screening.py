@@ -224,3 +224,20 @@ def test_ml_ista_with_the_screened_deepest_layer_matches_the_numpy_engine(dtype,
     scale = float(np.abs(oracle.codes[-1]).max())
     np.testing.assert_allclose(fast.codes[-1], oracle.codes[-1], atol=tol * scale)
     assert made[0] is not None and made[0].key is not None
+
+
+@pytest.mark.usefixtures("always_screen")
+def test_the_result_goes_to_a_given_buffer_that_shares_no_input():
+    layer, signal = planted(17, np.float64, (16, 16))
+    step = screening.ScreenedStep(layer, (16, 16))
+    codes = np.zeros((layer.n_atoms, 16, 16))
+    buffers = np.full((2, layer.n_atoms, 16, 16), np.nan)
+    for k in range(6):  # alternating buffers, as an iterating pursuit passes them
+        expected = layer.proximal_gradient_step(codes, signal, 0.05, 0.01, "relu")
+        codes = step(codes, signal, 0.05, 0.01, "relu", out=buffers[k % 2])
+        assert np.shares_memory(codes, buffers[k % 2])
+        np.testing.assert_allclose(codes, expected, atol=1e-12)
+    for bad in (codes, np.empty((layer.n_atoms, 16, 15)), np.empty_like(codes, np.float32),
+                np.empty((layer.n_atoms, 16, 32))[..., ::2]):
+        with pytest.raises(ValueError, match="out must"):
+            step(codes, signal, 0.05, 0.01, "relu", out=bad)
