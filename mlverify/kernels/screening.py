@@ -152,12 +152,15 @@ def screen(base, headroom, drift, change, energy, spread, beta, kind, out,
     position's residual window is zero (``energy`` 0): there :math:`q = 0` exactly,
     ``out = T(base)`` and the drift restarts at zero. ``out`` is zero at the other inactive
     positions (:func:`store_active` overwrites the active ones). Returns the numbers of
-    non-finite ``base`` values at the zero-window positions and of non-zero ``base`` values.
+    non-finite ``base`` values at the zero-window positions and of non-zero ``base`` values, and
+    :math:`\\sum (out - base)^2` over the inactive positions (float64; the base is zero there
+    but at the zero windows).
     """
     batch, atoms, height, width = base.shape
     relu = kind == KIND_RELU
     bad = 0
     nonzero = 0
+    squares = 0.0
     for task in prange(batch * height):
         b = task // height
         y = task % height
@@ -192,7 +195,9 @@ def screen(base, headroom, drift, change, energy, spread, beta, kind, out,
                         v = base[b, f, y, x]
                         bad += not np.isfinite(v)
                         out[b, f, y, x] = shrink(v, beta[f % beta.shape[0]], kind)
-    return bad, nonzero
+                        moved = np.float64(out[b, f, y, x]) - np.float64(v)
+                        squares += moved * moved
+    return bad, nonzero, squares
 
 
 @njit(nogil=True, cache=True)
@@ -235,12 +240,13 @@ def store_active(products, positions, columns, starts, base, scale, beta, kind, 
     drift). ``columns`` are the positions' ``x``, ``starts`` their row runs (the positions
     sorted, :func:`row_segments`); it goes run by run, atom by atom, each writing along one row
     (serial, without the GIL: one worker's share). Returns the count of non-finite
-    ``base + scale·q``.
+    ``base + scale·q`` and :math:`\\sum (out - base)^2` over the positions (float64).
     """
     atoms, height, width = base.shape[1:]
     relu = kind == KIND_RELU
     runs = starts.shape[0] - 1
     bad = 0
+    squares = 0.0
     for k in range(runs):
         row_index = positions[starts[k]] // width
         b = row_index // height
@@ -260,4 +266,6 @@ def store_active(products, positions, columns, starts, base, scale, beta, kind, 
                 bad += not np.isfinite(v)
                 row[x] = shrink(v, limit, kind)
                 room[x] = min(room[x], allowance(q, scale, np.float64(limit), spread[f], relu))
-    return bad
+                moved = np.float64(row[x]) - np.float64(bases[x])
+                squares += moved * moved
+    return bad, squares

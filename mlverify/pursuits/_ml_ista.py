@@ -199,7 +199,9 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
         if new is None:
             status, residual = "non-finite", float("nan")
             break
-        residual = _distance(new, point) / steps[-1]
+        moved = _distance(new, point) if screen is None or screen.distance is None else (
+            screen.distance)  # summed by the screened step when it ran
+        residual = moved / steps[-1]
         previous, gamma = gamma, new
         done = residual <= tol
         if done:

@@ -3,13 +3,14 @@
 
 Kernel path: :func:`residual_windows` against ``np.roll`` box sums and ``np.pad`` (periodic,
 channels last). Model path: sequences of ISTA steps through :class:`ScreenedStep` against the
-formula :math:`T_\\beta(B - \\eta D^T(D\\Gamma - V))` through the package's NumPy oracles
-(:mod:`mlverify.kernels.reference`) run in ``np.longdouble`` on the same arrays, then the NumPy
-threshold, and the invariant behind the screening: after every call, :math:`-\\eta D^T(D\\Gamma -
-V)` stays below the threshold by the kept headroom minus the position's drift (times the atom's
-norm), at every entry, so a screened entry is zero in exact arithmetic. 1-D and 2-D, both
-dtypes, the three threshold kinds, refresh, screened and fallback calls, non-finite inputs, and
-ML-ISTA / ML-FISTA with the screened deepest layer against the NumPy engine.
+formula :math:`T_\\beta(B - \\eta D^T(D\\Gamma - V))` (and the step's length) through the
+package's NumPy oracles (:mod:`mlverify.kernels.reference`) run in ``np.longdouble`` on the same
+arrays, then the NumPy threshold, and the invariant behind the screening: after every call,
+:math:`-\\eta D^T(D\\Gamma - V)` stays below the threshold by the kept headroom minus the
+position's drift (times the atom's norm), at every entry, so a screened entry is zero in exact
+arithmetic. 1-D and 2-D, both dtypes, the three threshold kinds, refresh, screened and fallback
+calls, given output buffers, non-finite inputs, and ML-ISTA / ML-FISTA with the screened deepest
+layer against the NumPy engine.
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ def run_steps(layer, signal, kind, dtype, iterations, spatial, check_intervals=T
         tol = 1e-4 if dtype == np.float32 else 1e-11
         np.testing.assert_allclose(lift(out).astype(np.float64), expected, atol=tol * scale,
                                    rtol=tol)
+        if step.key is not None:  # screened: the kernels summed the step's length
+            length = np.linalg.norm(out.astype(np.float64) - codes.astype(np.float64))
+            assert step.distance == pytest.approx(length, rel=1e-12, abs=1e-300)
+        else:
+            assert step.distance is None
         if check_intervals and step.key is not None:
             # every correlation now stays within the kept headroom minus the drift: c_f ≤ β -
             # |s|·‖a_f‖·(h_p - d_p), c_f = s·q (ReLU) or |s·q|, wherever the headroom is known
