@@ -291,7 +291,7 @@ class ConvDictionary:
         out = np.empty((codes4.shape[0], self.n_channels) + codes4.shape[2:], self.dtype)
         with cpu.threads_for(codes4.size * self._f4[0].size):
             offset = 1 - self._f4.shape[3]
-            cpu.correlate(codes4, self._synthesis_taps, out, -1, offset, cpu.block_width(out),
+            cpu.correlate(codes4, self._synthesis_taps, out, -1, offset, *cpu.tiling(out),
                           *cpu.epilogue(self.dtype))
         return out
 
@@ -304,7 +304,7 @@ class ConvDictionary:
             return self._tiled_correlate(signal4, True, *finish)
         out = np.empty((signal4.shape[0], self.n_atoms) + signal4.shape[2:], self.dtype)
         with cpu.threads_for(out.size * self._f4[0].size):
-            bad, nonzero = cpu.correlate(signal4, self._f4, out, 1, 0, cpu.block_width(out),
+            bad, nonzero = cpu.correlate(signal4, self._f4, out, 1, 0, *cpu.tiling(out),
                                          *cpu.epilogue(self.dtype, *finish))
         return out, bad, nonzero
 

@@ -55,7 +55,8 @@ def synthesis_taps(filters):
 
 def cpu_correlate(src, taps, row_sign, col_offset):
     out = np.empty((src.shape[0], taps.shape[0]) + src.shape[2:], src.dtype)
-    cpu.correlate(src, taps, out, row_sign, col_offset, out.shape[3], *cpu.epilogue(src.dtype))
+    cpu.correlate(src, taps, out, row_sign, col_offset, *cpu.tiling(out),
+                  *cpu.epilogue(src.dtype))
     return out
 
 

@@ -181,21 +181,25 @@ def synthesis_taps(f4: np.ndarray) -> np.ndarray:
 @given(problems())
 def test_correlate_every_block_width(case):
     """cpu.correlate as analysis (taps A, s = +1, δ = 0) and as synthesis (transposed flipped taps,
-    s = −1, δ = 1 − n_2) for every x-block width; outputs start as NaN and must be overwritten."""
+    s = −1, δ = 1 − n_2) for every x-block width and bands of rows (whole rows); outputs start as
+    NaN and must be overwritten."""
     D, codes, signal, _ = case
     codes4, signal4, f4 = canonical(D, codes), canonical(D, signal), filters4(D)
     tol = tolerance(D.dtype)
     want_x = reference.synthesize(codes4, f4)
     want_v = reference.analyze(signal4, f4)
     taps = synthesis_taps(f4)
-    for block in range(1, codes4.shape[3] + 1):
+    width, height = codes4.shape[3], codes4.shape[2]
+    tilings = [(block, 1) for block in range(1, width + 1)]
+    tilings += [(width, band) for band in range(2, height + 2)]  # the last: one band, cut short
+    for block, band in tilings:
         out = np.full(want_x.shape, np.nan, D.dtype)
-        counts = cpu.correlate(codes4, taps, out, -1, 1 - f4.shape[3], block,
+        counts = cpu.correlate(codes4, taps, out, -1, 1 - f4.shape[3], block, band,
                                *cpu.epilogue(D.dtype))
         np.testing.assert_allclose(out, want_x, rtol=tol, atol=tol)
         assert counts == (0, -1)  # the plain correlation is not counted
         out = np.full(want_v.shape, np.nan, D.dtype)
-        cpu.correlate(signal4, f4, out, 1, 0, block, *cpu.epilogue(D.dtype))
+        cpu.correlate(signal4, f4, out, 1, 0, block, band, *cpu.epilogue(D.dtype))
         np.testing.assert_allclose(out, want_v, rtol=tol, atol=tol)
     # the epilogue: T_β(base + scale·D^T V) per atom, and the count of non-finite values
     base = np.random.default_rng(0).standard_normal(want_v.shape).astype(D.dtype)
@@ -203,7 +207,7 @@ def test_correlate_every_block_width(case):
     point = base.astype(np.float64) - 0.5 * want_v
     for kind, code in KINDS.items():
         out = np.full(want_v.shape, np.nan, D.dtype)
-        bad, nonzero = cpu.correlate(signal4, f4, out, 1, 0, 3,
+        bad, nonzero = cpu.correlate(signal4, f4, out, 1, 0, 3, 1,
                                      *cpu.epilogue(D.dtype, base, -0.5, beta, code))
         assert nonzero == np.count_nonzero(out)
         want = numpy_threshold(point, beta.astype(np.float64), kind)
@@ -211,7 +215,7 @@ def test_correlate_every_block_width(case):
         np.testing.assert_allclose(out[away], want[away], rtol=tol, atol=10 * tol)
         assert bad == 0
     base.flat[-1] = np.inf
-    assert cpu.correlate(signal4, f4, out, 1, 0, 3, *cpu.epilogue(D.dtype, base))[0] == 1
+    assert cpu.correlate(signal4, f4, out, 1, 0, 3, 1, *cpu.epilogue(D.dtype, base))[0] == 1
 
 
 @given(problems())
