@@ -135,7 +135,7 @@ def allowance(q, scale, beta, spread, relu):  # pragma: no cover - compiled
         return -np.inf
     if spread == 0.0:
         return np.inf if room >= 0.0 else -np.inf
-    return room / spread * (1.0 - MARGIN)
+    return room / spread * (1.0 - MARGIN if room >= 0.0 else 1.0 + MARGIN)  # rounded down
 
 
 @njit(parallel=True, cache=True)

@@ -195,7 +195,7 @@ class ScreenedStep:
     def _compute_active(self, positions: np.ndarray, codes4: np.ndarray, spread: np.ndarray,
                         scale, betas: np.ndarray, kind: int,
                         out: np.ndarray) -> tuple[int, float]:
-        """Correlations, outputs and drifts of the active ``positions`` (sorted): the
+        """Outputs, headrooms and drifts of the active ``positions`` (sorted): the
         threads take consecutive shares, each gathering :data:`WINDOW_BLOCK` windows at a
         time into one matrix product on a single BLAS thread (no BLAS thread pool competing
         with the kernels'); returns the count of non-finite values before the threshold and
