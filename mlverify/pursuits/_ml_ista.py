@@ -178,7 +178,7 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
              else check_code("x0", x0, ops).copy())
     f_zero = 0.5 * float(np.vdot(y.astype(np.float64), y.astype(np.float64)))
     screen = _screen(ops[-1])
-    spares: list[np.ndarray] = []  # buffers of iterates and points (at most four)
+    spares: list[np.ndarray] = []  # two buffers for ML-ISTA, four for ML-FISTA (its points)
     history: dict[str, list[float]] = {
         "iteration": [], "objective": [], "fixed_point_residual": [], "seconds": []
     }
@@ -202,7 +202,8 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
         moved = _distance(new, point) if screen is None or screen.distance is None else (
             screen.distance)  # summed by the screened step when it ran
         residual = moved / steps[-1]
-        previous, gamma = gamma, new
+        # only the momentum needs the previous iterate (ML-ISTA then rotates two buffers)
+        previous, gamma = (gamma if momentum else new), new
         done = residual <= tol
         if done:
             status = "converged"
