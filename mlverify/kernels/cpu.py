@@ -191,10 +191,10 @@ def correlate(src, taps, out, row_sign, col_offset, block, band, base, scale, be
     so plain calls pay no extra pass).
 
     A task owns the output rows ``out[b, :, y, x0:x1]`` of a band of ``band`` rows
-    (:func:`tiling`); it first gathers the
-    periodic source segments the band reads into a contiguous buffer (so the inner loops have no
-    wrap-around, and each source row is gathered once per band instead of once per output row),
-    then accumulates every output channel from that buffer.
+    (:func:`tiling`); it first gathers the periodic source segments the band reads into a
+    contiguous buffer (so the inner loops have no wrap-around, and each source row is gathered
+    once per band instead of once per output row), then accumulates every output channel from
+    that buffer.
     """
     batch, n_in, height, width = src.shape
     plain = base.size == 0 and scale == 1 and kind == KIND_NONE
