@@ -138,6 +138,15 @@ def allowance(q, scale, beta, spread, relu):  # pragma: no cover - compiled
     return room / spread * (1.0 - MARGIN if room >= 0.0 else 1.0 + MARGIN)  # rounded down
 
 
+@njit(inline="always", cache=True)
+def _finish(v, base, limit, kind):  # pragma: no cover - compiled
+    """One entry's store from ``v = base + s·q`` (in the dtype): ``(T_limit(v), 1 if v is not
+    finite else 0, (T(v) - base)²)``, the last in float64 (the step's length)."""
+    value = shrink(v, limit, kind)
+    moved = np.float64(value) - np.float64(base)
+    return value, not np.isfinite(v), moved * moved
+
+
 @njit(parallel=True, cache=True)
 def screen(base, headroom, drift, change, energy, spread, beta, kind, out,
            active):  # pragma: no cover - compiled
@@ -193,10 +202,10 @@ def screen(base, headroom, drift, change, energy, spread, beta, kind, out,
                 if occupied[x]:  # else out = T(0) = 0 already
                     for f in range(atoms):
                         v = base[b, f, y, x]
-                        bad += not np.isfinite(v)
-                        out[b, f, y, x] = shrink(v, beta[f % beta.shape[0]], kind)
-                        moved = np.float64(out[b, f, y, x]) - np.float64(v)
-                        squares += moved * moved
+                        out[b, f, y, x], failed, square = _finish(v, v, beta[f % beta.shape[0]],
+                                                                  kind)
+                        bad += failed
+                        squares += square
     return bad, nonzero, squares
 
 
@@ -263,9 +272,8 @@ def store_active(products, positions, columns, starts, base, scale, beta, kind, 
                 q = products[j, f]
                 v = scale * q
                 v += bases[x]
-                bad += not np.isfinite(v)
-                row[x] = shrink(v, limit, kind)
+                row[x], failed, square = _finish(v, bases[x], limit, kind)
+                bad += failed
+                squares += square
                 room[x] = min(room[x], allowance(q, scale, np.float64(limit), spread[f], relu))
-                moved = np.float64(row[x]) - np.float64(bases[x])
-                squares += moved * moved
     return bad, squares

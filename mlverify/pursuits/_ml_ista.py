@@ -199,9 +199,8 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
         if new is None:
             status, residual = "non-finite", float("nan")
             break
-        moved = _distance(new, point) if screen is None or screen.distance is None else (
-            screen.distance)  # summed by the screened step when it ran
-        residual = moved / steps[-1]
+        moved = None if screen is None else screen.distance  # summed by a screened step
+        residual = (_distance(new, point) if moved is None else moved) / steps[-1]
         # only the momentum needs the previous iterate (ML-ISTA then rotates two buffers)
         previous, gamma = (gamma if momentum else new), new
         done = residual <= tol
