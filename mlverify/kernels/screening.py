@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._memory import copy_run
 from ._scalar import KIND_RELU, shrink
 
 #: Relative inflation of the float64 window norms (sums of at most ~10⁶ float64 terms, each
@@ -120,22 +121,39 @@ def residual_windows(synthesized, target, previous, padded, change, energy):  # 
     return nonzero
 
 
+def headroom_lines(scale, beta: np.ndarray, spread: np.ndarray, relu: bool) -> np.ndarray:
+    """Per atom ``f``, the float64 line ``(A_f, B_f, M·|A_f|)`` of :func:`allowance`:
+    :math:`A_f = \\beta_f/\\mathrm{spread}_f` and :math:`B_f = s'/\\mathrm{spread}_f` with
+    :math:`s' = s` (ReLU) or :math:`|s|`, so that the headroom of a correlation ``q`` is the
+    line :math:`A_f - B_f q'` (:math:`q' = q` or :math:`|q|`), evaluated without a division. A
+    zero ``spread`` (a zero atom, whose correlations are exactly zero) gives the line
+    :math:`\\pm\\infty` of :math:`\\beta_f \\ge 0` or :math:`< 0`."""
+    lines = np.zeros((3, spread.shape[0]))
+    factor = float(scale) if relu else abs(float(scale))
+    for f, width in enumerate(spread):
+        limit = float(beta[f % beta.shape[0]])
+        if width == 0.0:
+            lines[0, f] = np.inf if limit >= 0.0 else -np.inf
+        else:
+            lines[0, f] = limit / width
+            lines[1, f] = factor / width
+            lines[2, f] = abs(lines[0, f]) * MARGIN
+    return lines
+
+
 @njit(inline="always", cache=True)
-def allowance(q, scale, beta, spread, relu):  # pragma: no cover - compiled
-    """The drift up to which the entry of correlation ``q`` stays screened (zero base):
-    :math:`(\\beta - c)/\\mathrm{spread}` rounded down, :math:`c = s\\,q` (ReLU) or
-    :math:`|s\\,q|`; ``-inf`` when ``q`` is not finite (never screens), ``inf`` for a zero
-    ``spread`` (a zero atom) when :math:`c \\le \\beta`."""
-    centre = scale * np.float64(q)
-    if not relu:
-        centre = abs(centre)
-    # two float64 roundings (s·q, β - c) and the division's: a margin of 2^-50 of the terms
-    room = beta - centre - (abs(beta) + abs(centre)) * MARGIN
-    if not np.isfinite(room):
-        return -np.inf
-    if spread == 0.0:
-        return np.inf if room >= 0.0 else -np.inf
-    return room / spread * (1.0 - MARGIN if room >= 0.0 else 1.0 + MARGIN)  # rounded down
+def allowance(q, lines, f, relu):  # pragma: no cover - compiled
+    """The drift up to which the entry ``f`` of correlation ``q`` stays screened (zero base):
+    :math:`(\\beta_f - c)/\\mathrm{spread}_f` rounded down, :math:`c = s\\,q` (ReLU) or
+    :math:`|s\\,q|`, from the line of :func:`headroom_lines`.
+
+    With :math:`t = B_f q'`, the value :math:`A_f - t` carries at most five float64 roundings
+    of at most :math:`2^{-53}(|A_f| + |t|)` each (the line's two quotients, the product, and the
+    differences here); subtracting :data:`MARGIN` :math:`\\cdot(|A_f| + |t|)` (eight of them)
+    rounds it down. A non-finite ``q`` gives NaN; its ``v = base + s·q`` is then not finite and
+    the caller discards the whole call (:func:`store_active`)."""
+    t = lines[1, f] * (np.float64(q) if relu else abs(np.float64(q)))
+    return ((lines[0, f] - t) - lines[2, f]) - abs(t) * MARGIN
 
 
 @njit(inline="always", cache=True)
@@ -148,7 +166,7 @@ def _finish(v, base, limit, kind):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def screen(base, headroom, drift, change, energy, spread, beta, kind, out,
+def screen(base, headroom, drift, change, energy, lines, beta, kind, out,
            active):  # pragma: no cover - compiled
     """Screen every position and finish the inactive ones.
 
@@ -176,8 +194,7 @@ def screen(base, headroom, drift, change, energy, spread, beta, kind, out,
         occupied = np.zeros(width, dtype=np.bool_)
         empty = np.inf  # the headroom of a zero window (q = 0)
         for f in range(atoms):
-            empty = min(empty, allowance(0.0, 1.0, np.float64(beta[f % beta.shape[0]]),
-                                         spread[f], relu))
+            empty = min(empty, allowance(0.0, lines, f, relu))
         count = 0
         for f in range(atoms):
             bases = base[b, f, y]
@@ -212,68 +229,75 @@ def screen(base, headroom, drift, change, energy, spread, beta, kind, out,
 @njit(nogil=True, cache=True)
 def gather_windows(padded, positions, height, width, channels, windows):  # pragma: no cover
     """``windows[j]`` = the window of ``positions[j] = (b·H + y)·W + x`` in ``padded``, in the
-    order ``(t_y, t_x, i)``: ``n1`` runs of ``n2·c`` contiguous padded entries (serial, without
-    the GIL: one worker's share)."""
-    n1 = padded.shape[1] - height + 1
+    order ``(t_y, t_x, i)``: ``n1`` runs of ``n2·c`` contiguous padded entries, each one
+    ``memcpy`` (:func:`mlverify.kernels._memory.copy_run`; serial, without the GIL: one worker's
+    share). Both arrays C-contiguous."""
+    padded_rows, row_length = padded.shape[1], padded.shape[2]
+    n1 = padded_rows - height + 1
     length = windows.shape[1] // n1
     for j in range(positions.shape[0]):
         p = positions[j]
         b = p // (height * width)
         y = (p // width) % height
-        start = (p % width) * channels
+        start = (b * padded_rows + y) * row_length + (p % width) * channels
         for ty in range(n1):
-            windows[j, ty * length:(ty + 1) * length] = padded[b, y + ty, start:start + length]
+            copy_run(windows, (j * n1 + ty) * length, padded, start + ty * row_length, length)
 
 
 @njit(nogil=True, cache=True)
-def row_segments(positions, width):  # pragma: no cover - compiled
-    """Starts of the runs of sorted ``positions`` that lie in one row (``p // width``), and the
-    end: ``positions[starts[k]:starts[k + 1]]`` is the ``k``-th run."""
-    n = positions.shape[0]
-    starts = np.empty(n + 1, dtype=np.int64)
-    count = 0
-    for j in range(n):
-        if j == 0 or positions[j] // width != positions[j - 1] // width:
-            starts[count] = j
-            count += 1
-    starts[count] = n
-    return starts[:count + 1]
-
-
-@njit(nogil=True, cache=True)
-def store_active(products, positions, columns, starts, base, scale, beta, kind, out, headroom,
-                 spread):  # pragma: no cover - compiled
+def store_active(products, positions, base, scale, beta, kind, out, headroom,
+                 lines):  # pragma: no cover - compiled
     """Finish the active positions from their correlations ``products[j, f] = q[f, p_j]``:
     ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), and
-    ``headroom`` = the least :func:`allowance` over the atoms (the caller resets the positions'
-    drift). ``columns`` are the positions' ``x``, ``starts`` their row runs (the positions
-    sorted, :func:`row_segments`); it goes run by run, atom by atom, each writing along one row
-    (serial, without the GIL: one worker's share). Returns the count of non-finite
-    ``base + scale·q`` and :math:`\\sum (out - base)^2` over the positions (float64).
+    ``headroom`` = the least :func:`allowance` over the atoms (``lines``:
+    :func:`headroom_lines`; the caller resets the positions' drift). The positions (sorted) go
+    by runs of consecutive columns of one row: a run's products are transposed into an
+    atom-major scratch, and then each atom finishes the run along contiguous rows of ``base``,
+    ``out`` and ``headroom``, a loop that vectorises (serial, without the GIL: one worker's
+    share). Returns the count of non-finite ``base + scale·q`` and :math:`\\sum (out - base)^2`
+    over the positions (float64).
     """
     atoms, height, width = base.shape[1:]
     relu = kind == KIND_RELU
-    runs = starts.shape[0] - 1
+    n = products.shape[0]
+    columns = np.empty((atoms, width), dtype=products.dtype)  # a run's products, atom-major
+    run_squares = np.empty(width)
+    run_bad = np.empty(width, dtype=np.int64)
     bad = 0
     squares = 0.0
-    for k in range(runs):
-        row_index = positions[starts[k]] // width
-        b = row_index // height
-        y = row_index % height
-        room = headroom[b, y]
-        for j in range(starts[k], starts[k + 1]):
-            room[columns[j]] = np.inf
+    start = 0
+    while start < n:
+        first = positions[start]
+        x0 = first % width
+        stop = start + 1
+        while stop < n and x0 + stop - start < width and positions[stop] == first + stop - start:
+            stop += 1
+        length = stop - start
+        b = first // (height * width)
+        y = (first // width) % height
+        for j in range(length):
+            for f in range(atoms):
+                columns[f, j] = products[start + j, f]
+        room = headroom[b, y, x0:x0 + length]
+        room[:] = np.inf
+        run_squares[:length] = 0.0
+        run_bad[:length] = 0
         for f in range(atoms):
             limit = beta[f % beta.shape[0]]
-            bases = base[b, f, y]
-            row = out[b, f, y]
-            for j in range(starts[k], starts[k + 1]):
-                x = columns[j]
-                q = products[j, f]
+            correlations = columns[f]
+            bases = base[b, f, y, x0:x0 + length]
+            row = out[b, f, y, x0:x0 + length]
+            for j in range(length):
+                q = correlations[j]
+                h = allowance(q, lines, f, relu)
+                room[j] = h if h < room[j] else room[j]  # NaN (q not finite) is left out
                 v = scale * q
-                v += bases[x]
-                row[x], failed, square = _finish(v, bases[x], limit, kind)
-                bad += failed
-                squares += square
-                room[x] = min(room[x], allowance(q, scale, np.float64(limit), spread[f], relu))
+                v += bases[j]
+                row[j], failed, square = _finish(v, bases[j], limit, kind)
+                run_bad[j] += failed
+                run_squares[j] += square
+        for j in range(length):
+            bad += run_bad[j]
+            squares += run_squares[j]
+        start = stop
     return bad, squares

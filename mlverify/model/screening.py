@@ -143,8 +143,8 @@ class ScreenedStep:
             self.drift.fill(0.0)
         itemsize = layer.dtype.itemsize
         scale = layer.dtype.type(-step)
-        spread = self.spreads(scale)
         betas = np.full(layer.n_atoms, beta, dtype=layer.dtype)
+        lines = screening.headroom_lines(scale, betas, self.spreads(scale), kind == "relu")
         given = out
         if out is None:
             out = np.empty(codes4.shape, layer.dtype)
@@ -154,7 +154,7 @@ class ScreenedStep:
             target_nonzeros = screening.residual_windows(synthesized4, target4, self.previous,
                                                          self.padded, self.change, self.energy)
             bad, codes_nonzeros, squares = screening.screen(
-                codes4, self.headroom, self.drift, self.change, self.energy, spread, betas,
+                codes4, self.headroom, self.drift, self.change, self.energy, lines, betas,
                 KINDS[kind], out, self.active)
         positions = np.flatnonzero(self.active)
         modelled = positions.size * self.window * (NS_GEMM[itemsize] * layer.n_atoms
@@ -168,7 +168,7 @@ class ScreenedStep:
             return layer.proximal_gradient_step(codes, target, step, beta, kind,
                                                 synthesized=synthesized)
         self.key = key
-        active_bad, active_squares = self._compute_active(positions, codes4, spread, scale,
+        active_bad, active_squares = self._compute_active(positions, codes4, lines, scale,
                                                           betas, KINDS[kind], out)
         if bad + active_bad:
             self.key = None
@@ -192,7 +192,7 @@ class ScreenedStep:
         window of norm 1 can move each scaled correlation :math:`s\,q` (Cauchy–Schwarz)."""
         return abs(float(scale)) * self.norms * (1 + 1e-12)
 
-    def _compute_active(self, positions: np.ndarray, codes4: np.ndarray, spread: np.ndarray,
+    def _compute_active(self, positions: np.ndarray, codes4: np.ndarray, lines: np.ndarray,
                         scale, betas: np.ndarray, kind: int,
                         out: np.ndarray) -> tuple[int, float]:
         """Outputs, headrooms and drifts of the active ``positions`` (sorted): the
@@ -222,9 +222,8 @@ class ScreenedStep:
                                          rows)
                 with np.errstate(all="ignore"):  # non-finite values are counted in the store
                     np.matmul(rows, self.weights, out=values)
-                counted = screening.store_active(
-                    values, chunk, chunk % width, screening.row_segments(chunk, width), codes4,
-                    scale, betas, kind, out, self.headroom, spread)
+                counted = screening.store_active(values, chunk, codes4, scale, betas, kind, out,
+                                                 self.headroom, lines)
                 bad[worker] += counted[0]
                 squares[worker] += counted[1]
 

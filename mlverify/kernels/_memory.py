@@ -1,0 +1,39 @@
+"""Block copies inside the Numba kernels.
+
+Numba compiles a slice assignment ``dst[a:b] = src[c:d]`` to an element-by-element loop over
+generic strides. On the window gathers of the screened step (five runs of 160 float32 values
+per window, 23 k windows) that loop took 6.2 ms on one core, and ``memcpy`` 1.5 ms.
+:func:`copy_run` is that ``memcpy``: a run of contiguous elements between two C-contiguous
+arrays of one dtype, emitted as LLVM's ``memcpy`` intrinsic.
+"""
+
+from __future__ import annotations
+
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+@intrinsic
+def copy_run(typingctx, dst, dst_start, src, src_start, count):
+    """``dst.flat[dst_start : dst_start + count] = src.flat[src_start : src_start + count]``.
+
+    Both arrays C-contiguous with the same dtype, ``dst`` writable; like Numba's indexing, the
+    range is not checked: the caller keeps both runs in bounds and apart (``memcpy``)."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array)
+            and dst.layout == "C" and src.layout == "C" and dst.dtype == src.dtype
+            and dst.mutable and isinstance(dst_start, types.Integer)
+            and isinstance(src_start, types.Integer) and isinstance(count, types.Integer)):
+        return None
+    signature = types.void(dst, types.intp, src, types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        target, target_start, source, source_start, n = args
+        target_data = context.make_array(sig.args[0])(context, builder, target).data
+        source_data = context.make_array(sig.args[2])(context, builder, source).data
+        itemsize = context.get_abi_sizeof(context.get_data_type(sig.args[0].dtype))
+        cgutils.raw_memcpy(builder, builder.gep(target_data, [target_start]),
+                           builder.gep(source_data, [source_start]), n, itemsize)
+        return context.get_dummy_value()
+
+    return signature, codegen
