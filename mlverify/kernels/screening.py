@@ -179,15 +179,16 @@ def screen(base, headroom, drift, change, energy, lines, beta, kind, out,
     position's residual window is zero (``energy`` 0): there :math:`q = 0` exactly,
     ``out = T(base)`` and the drift restarts at zero. ``out`` is zero at the other inactive
     positions (:func:`store_active` overwrites the active ones). Returns the numbers of
-    non-finite ``base`` values at the zero-window positions and of non-zero ``base`` values, and
+    non-finite ``base`` values at the zero-window positions and of non-zero ``base`` values,
     :math:`\\sum (out - base)^2` over the inactive positions (float64; the base is zero there
-    but at the zero windows).
+    but at the zero windows) and the number of non-zero outputs at the zero windows.
     """
     batch, atoms, height, width = base.shape
     relu = kind == KIND_RELU
     bad = 0
     nonzero = 0
     squares = 0.0
+    kept = 0
     for task in prange(batch * height):
         b = task // height
         y = task % height
@@ -219,11 +220,12 @@ def screen(base, headroom, drift, change, energy, lines, beta, kind, out,
                 if occupied[x]:  # else out = T(0) = 0 already
                     for f in range(atoms):
                         v = base[b, f, y, x]
-                        out[b, f, y, x], failed, square = _finish(v, v, beta[f % beta.shape[0]],
-                                                                  kind)
+                        value, failed, square = _finish(v, v, beta[f % beta.shape[0]], kind)
+                        out[b, f, y, x] = value
                         bad += failed
                         squares += square
-    return bad, nonzero, squares
+                        kept += value != 0.0
+    return bad, nonzero, squares, kept
 
 
 @njit(nogil=True, cache=True)
@@ -245,8 +247,8 @@ def gather_windows(padded, positions, height, width, channels, windows):  # prag
 
 
 @njit(nogil=True, cache=True)
-def store_active(products, positions, base, scale, beta, kind, out, headroom,
-                 lines):  # pragma: no cover - compiled
+def store_active(products, positions, base, scale, beta, kind, out, headroom, lines, counts,
+                 channels, values):  # pragma: no cover - compiled
     """Finish the active positions from their correlations ``products[j, f] = q[f, p_j]``:
     ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), and
     ``headroom`` = the least :func:`allowance` over the atoms (``lines``:
@@ -254,8 +256,12 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom,
     by runs of consecutive columns of one row: a run's products are transposed into an
     atom-major scratch, and then each atom finishes the run along contiguous rows of ``base``,
     ``out`` and ``headroom``, a loop that vectorises (serial, without the GIL: one worker's
-    share). Returns the count of non-finite ``base + scale·q`` and :math:`\\sum (out - base)^2`
-    over the positions (float64).
+    share). The non-zeros of ``out`` at the positions are then collected in the layout of
+    :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`: ``counts[p]`` per position (the flat
+    ``(B, H, W)`` index), and their atoms and values appended to ``channels`` and ``values``
+    (capacity ``len(positions)·m``), position by position, atoms in increasing order. Returns
+    the count of non-finite ``base + scale·q``, :math:`\\sum (out - base)^2` over the positions
+    (float64) and the number of non-zeros appended.
     """
     atoms, height, width = base.shape[1:]
     relu = kind == KIND_RELU
@@ -265,6 +271,7 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom,
     run_bad = np.empty(width, dtype=np.int64)
     bad = 0
     squares = 0.0
+    stored = 0
     start = 0
     while start < n:
         first = positions[start]
@@ -299,5 +306,12 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom,
         for j in range(length):
             bad += run_bad[j]
             squares += run_squares[j]
+            before = stored
+            for f in range(atoms):  # branch-free append: written always, kept if non-zero
+                value = out[b, f, y, x0 + j]
+                channels[stored] = f
+                values[stored] = value
+                stored += value != 0.0
+            counts[first + j] = stored - before
         start = stop
-    return bad, squares
+    return bad, squares, stored

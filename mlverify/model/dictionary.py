@@ -273,16 +273,23 @@ class ConvDictionary:
             out = self._synthesize_cpu(codes4, method)
         return _restore(out.reshape(batch + (self.n_channels,) + spatial), codes, engine)
 
-    def _synthesize_cpu(self, codes4: np.ndarray, method: str) -> np.ndarray:
+    def _synthesize_cpu(self, codes4: np.ndarray, method: str,
+                        compressed: tuple | None = None) -> np.ndarray:
+        """:math:`D\\Gamma` on the canonical layout; ``compressed`` is
+        :func:`cpu_sparse.pixel_nonzeros` of ``codes4``, when the caller has it."""
         if method == "fft":
             return self._dense_synthesize(codes4, fft=True)
+        counts = None
+        if compressed is not None:  # the non-zeros per problem
+            counts = np.diff(compressed[0][::int(np.prod(codes4.shape[2:]))])
 
         def sparse(codes):
             return self._correlate_sparse(codes, self._synthesis_taps_t, 0,
-                                          1 - self._f4.shape[3], row_sign=-1)[0]
+                                          1 - self._f4.shape[3], row_sign=-1,
+                                          compressed=compressed if codes is codes4 else None)[0]
 
         return self._choose(codes4, method, SPARSE_DENSITY, sparse, self._dense_synthesize,
-                            self.n_channels)
+                            self.n_channels, counts)
 
     def _dense_synthesize(self, codes4: np.ndarray, fft: bool = False) -> np.ndarray:
         """:math:`D\\Gamma` by the direct sums or (``fft``) the tile DFTs."""
@@ -470,17 +477,19 @@ class ConvDictionary:
         return self._normal_taps_flipped
 
     def _correlate_sparse(self, src4, taps, row_offset, col_offset, row_sign=1, *finish,
-                          out=None) -> tuple[np.ndarray, int, int]:
+                          out=None, compressed=None) -> tuple[np.ndarray, int, int]:
         """:func:`cpu_sparse.correlate_sparse` of ``src4 (B, n_in, H, W)`` with ``taps``
         (flipped, :func:`cpu_sparse.flip_taps`), the store finished by ``finish = (base, scale,
         beta, kind)`` as for :func:`mlverify.kernels.cpu.epilogue` (default: the plain
-        correlation) into ``out`` (a new array by default; it may be ``base``). Returns ``(out,
+        correlation) into ``out`` (a new array by default; it may be ``base``). ``compressed`` is
+        :func:`cpu_sparse.pixel_nonzeros` of ``src4``, when the caller has it. Returns ``(out,
         non-finite count, non-zero count)``."""
         n_out = taps.shape[3]
         if out is None:
             out = np.empty((src4.shape[0], n_out) + src4.shape[2:], self.dtype)
-        with cpu.threads_for(src4.size):
-            compressed = cpu_sparse.pixel_nonzeros(src4)
+        if compressed is None:
+            with cpu.threads_for(src4.size):
+                compressed = cpu_sparse.pixel_nonzeros(src4)
         work = compressed[1].size * taps[0].size + out.size
         with cpu.threads_for(work):
             bad, nonzero = cpu_sparse.correlate_sparse(

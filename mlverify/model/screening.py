@@ -93,7 +93,11 @@ class ScreenedStep:
         self.key: tuple | None = None  # (step, beta, kind) of the headrooms; None: none
         self.cooldown = 0
         self.distance: float | None = None  # ‖out - codes‖₂ of the last call, if screened
-        self._scratch: list[tuple[np.ndarray, np.ndarray]] = []  # windows, products per worker
+        #: ``(offsets, channels, values)`` of the last screened output (``pixel_nonzeros``)
+        self.nonzeros: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._returned: np.ndarray | None = None  # the array of the last screened call
+        self._counts = np.zeros(batch * height * width, dtype=np.int64)
+        self._scratch: list[list[np.ndarray]] = []  # per worker: windows, products, atoms, values
 
     @classmethod
     def fits(cls, layer: ConvDictionary) -> bool:
@@ -125,7 +129,7 @@ class ScreenedStep:
         if codes4.shape[:1] + codes4.shape[2:] != self.active.shape:
             raise ValueError(f"codes of shape {codes.shape} do not match the screened grid "
                              f"{self.active.shape}")
-        self.distance = None
+        self.distance = self.nonzeros = self._returned = None
         key = (float(step), float(beta), kind)
         if key != self.key:
             self.key = None  # headrooms of another step, or none
@@ -153,7 +157,7 @@ class ScreenedStep:
         with cpu.threads_for(codes4.size):
             target_nonzeros = screening.residual_windows(synthesized4, target4, self.previous,
                                                          self.padded, self.change, self.energy)
-            bad, codes_nonzeros, squares = screening.screen(
+            bad, codes_nonzeros, squares, kept = screening.screen(
                 codes4, self.headroom, self.drift, self.change, self.energy, lines, betas,
                 KINDS[kind], out, self.active)
         positions = np.flatnonzero(self.active)
@@ -168,13 +172,29 @@ class ScreenedStep:
             return layer.proximal_gradient_step(codes, target, step, beta, kind,
                                                 synthesized=synthesized)
         self.key = key
-        active_bad, active_squares = self._compute_active(positions, codes4, lines, scale,
-                                                          betas, KINDS[kind], out)
+        active_bad, active_squares, nonzeros = self._compute_active(positions, codes4, lines,
+                                                                    scale, betas, KINDS[kind], out)
         if bad + active_bad:
             self.key = None
             return None
         self.distance = float(np.sqrt(squares + active_squares))
-        return given if given is not None else out.reshape(batch + (layer.n_atoms,) + spatial)
+        self.nonzeros = None if kept else nonzeros  # kept: non-zeros the store did not collect
+        self._returned = (given if given is not None
+                          else out.reshape(batch + (layer.n_atoms,) + spatial))
+        return self._returned
+
+    def synthesis(self, codes: np.ndarray) -> np.ndarray | None:
+        r""":math:`D\Gamma` of ``codes`` from the non-zeros :attr:`nonzeros` that the last
+        screened call collected in its store, when ``codes`` is the array that call returned
+        (the caller has not changed it since): the same kernel and result as
+        :meth:`mlverify.ConvDictionary.synthesize`, without its passes over the codes to check,
+        count and compress them. ``None`` for any other array or after a plain step."""
+        if self.nonzeros is None or codes is not self._returned:
+            return None
+        layer = self.layer
+        batch, spatial, codes4 = layer._canonical("codes", codes, layer.n_atoms, finite=False)
+        out = layer._synthesize_cpu(codes4, "auto", self.nonzeros)
+        return out.reshape(batch + (layer.n_channels,) + spatial)
 
     def _buffer(self, out, *inputs) -> np.ndarray:
         """``out`` checked as the output buffer of a call on ``inputs`` (the first: codes)."""
@@ -194,44 +214,59 @@ class ScreenedStep:
 
     def _compute_active(self, positions: np.ndarray, codes4: np.ndarray, lines: np.ndarray,
                         scale, betas: np.ndarray, kind: int,
-                        out: np.ndarray) -> tuple[int, float]:
+                        out: np.ndarray) -> tuple[int, float, tuple]:
         """Outputs, headrooms and drifts of the active ``positions`` (sorted): the
         threads take consecutive shares, each gathering :data:`WINDOW_BLOCK` windows at a
         time into one matrix product on a single BLAS thread (no BLAS thread pool competing
-        with the kernels'); returns the count of non-finite values before the threshold and
-        :math:`\\sum (out - codes)^2` over the positions."""
-        if positions.size == 0:
-            return 0, 0.0
+        with the kernels'); returns the count of non-finite values before the threshold,
+        :math:`\\sum (out - codes)^2` over the positions and the non-zeros of ``out`` there in
+        the layout of :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros` (each share's, in
+        position order, concatenated)."""
         layer = self.layer
+        counts = self._counts
+        counts.fill(0)
         height, width = self.active.shape[1:]
         threads = max(1, min(cpu.thread_count(), -(-positions.size // WINDOW_BLOCK)))
         shares = np.array_split(positions, threads)
         block = min(WINDOW_BLOCK, max(share.size for share in shares))
-        bad, squares = [0] * threads, [0.0] * threads
+        bad, squares, stored = [0] * threads, [0.0] * threads, [0] * threads
         while len(self._scratch) < threads:  # per worker, kept between calls
-            self._scratch.append((np.empty((WINDOW_BLOCK, self.window), layer.dtype),
-                                  np.empty((WINDOW_BLOCK, layer.n_atoms), layer.dtype)))
+            self._scratch.append([np.empty((WINDOW_BLOCK, self.window), layer.dtype),
+                                  np.empty((WINDOW_BLOCK, layer.n_atoms), layer.dtype),
+                                  np.empty(0, np.int32), np.empty(0, layer.dtype)])
+        for share, scratch in zip(shares, self._scratch, strict=False):
+            if scratch[2].size < share.size * layer.n_atoms:  # room for every atom
+                scratch[2] = np.empty(share.size * layer.n_atoms, np.int32)
+                scratch[3] = np.empty(share.size * layer.n_atoms, layer.dtype)
 
         def work(worker: int) -> None:
             share = shares[worker]
-            windows, products = self._scratch[worker]
+            windows, products, atoms, values = self._scratch[worker]
             for start in range(0, share.size, block):
                 chunk = share[start:start + block]
-                rows, values = windows[:chunk.size], products[:chunk.size]
+                rows, correlations = windows[:chunk.size], products[:chunk.size]
                 screening.gather_windows(self.padded, chunk, height, width, layer.n_channels,
                                          rows)
                 with np.errstate(all="ignore"):  # non-finite values are counted in the store
-                    np.matmul(rows, self.weights, out=values)
-                counted = screening.store_active(values, chunk, codes4, scale, betas, kind, out,
-                                                 self.headroom, lines)
+                    np.matmul(rows, self.weights, out=correlations)
+                counted = screening.store_active(
+                    correlations, chunk, codes4, scale, betas, kind, out, self.headroom, lines,
+                    counts, atoms[stored[worker]:], values[stored[worker]:])
                 bad[worker] += counted[0]
                 squares[worker] += counted[1]
+                stored[worker] += counted[2]
 
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            fft.run_workers(work, threads)
+        if positions.size:
+            with _blas_controller().limit(limits=1, user_api="blas"):
+                fft.run_workers(work, threads)
         # the rounding bound of the new values (gamma_K ||R_p||): the drift restarts there
         self.drift.reshape(-1)[positions] = self.rounding * self.energy.reshape(-1)[positions]
-        return sum(bad), sum(squares)
+        offsets = np.zeros(counts.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        kept = list(zip(self._scratch[:threads], stored, strict=True))
+        nonzeros = (offsets, np.concatenate([scratch[2][:n] for scratch, n in kept]),
+                    np.concatenate([scratch[3][:n] for scratch, n in kept]))
+        return sum(bad), sum(squares), nonzeros
 
 
 @functools.cache

@@ -128,11 +128,14 @@ def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, n
 
     The check runs before every threshold: thresholding maps NaN to zero and would hide it.
     ``screen`` runs the deepest layer's step (the same step, screened), into ``out`` when
-    given (:meth:`ScreenedStep.__call__`).
+    given (:meth:`ScreenedStep.__call__`); when ``gamma`` is its last output, it also
+    synthesises :math:`D_L\\gamma` (:meth:`ScreenedStep.synthesis`).
     """
     projected = [gamma]
     for op in reversed(ops[1:]):
-        projected.append(op.forward(projected[-1]))
+        # the screened step's own output: synthesised from the non-zeros its store collected
+        known = screen.synthesis(gamma) if screen is not None and op is ops[-1] else None
+        projected.append(op.forward(projected[-1]) if known is None else known)
     projected.reverse()  # [γ̂_1, …, γ̂_{L-1}, γ]
     previous, previous_step = y, 1.0
     for index, (op, base, step, lam) in enumerate(zip(ops, projected, steps, lams, strict=True)):

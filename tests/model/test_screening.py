@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from mlverify import ConvDictionary, ml_fista, ml_ista, threshold
 from mlverify.kernels import reference
 from mlverify.kernels import screening as kernels
+from mlverify.kernels.cpu_sparse import pixel_nonzeros
 from mlverify.model import screening
 from mlverify.pursuits import _ml_ista
 
@@ -75,6 +76,18 @@ def test_residual_windows_match_box_sums(dtype, seed, height, width, n1, n2, cha
         assert np.all(norms >= np.sqrt(box))  # inflated: an upper bound
 
 
+def check_collected_nonzeros(step, out):
+    """The non-zeros the store collected are ``pixel_nonzeros`` of the output, and the
+    synthesis from them is the layer's, bit for bit (only for the returned array)."""
+    if step.nonzeros is None:  # a zero window kept a non-zero: nothing collected
+        return
+    canonical = step.layer._canonical("out", out, step.layer.n_atoms)[2]
+    for collected, expected in zip(step.nonzeros, pixel_nonzeros(canonical), strict=True):
+        np.testing.assert_array_equal(collected, expected)
+    np.testing.assert_array_equal(step.synthesis(out), step.layer.synthesize(out))
+    assert step.synthesis(out.copy()) is None
+
+
 def run_steps(layer, signal, kind, dtype, iterations, spatial, check_intervals=True):
     """ISTA through a :class:`ScreenedStep`, each output checked against the extended-precision
     step from the same input (and, when ``check_intervals``, the kept intervals against the
@@ -108,8 +121,9 @@ def run_steps(layer, signal, kind, dtype, iterations, spatial, check_intervals=T
         if step.key is not None:  # screened: the kernels summed the step's length
             length = np.linalg.norm(out.astype(np.float64) - codes.astype(np.float64))
             assert step.distance == pytest.approx(length, rel=1e-12, abs=1e-300)
+            check_collected_nonzeros(step, out)
         else:
-            assert step.distance is None
+            assert step.distance is None and step.nonzeros is None
         if check_intervals and step.key is not None:
             # every correlation now stays within the kept headroom minus the drift: c_f ≤ β -
             # |s|·‖a_f‖·(h_p - d_p), c_f = s·q (ReLU) or |s·q|, wherever the headroom is known
@@ -134,6 +148,7 @@ def test_screened_steps_match_the_step_and_keep_valid_intervals(dtype, kind, spa
     layer, signal = planted(3, dtype, spatial, kernel=kernel)
     step, inactive = run_steps(layer, signal, kind, dtype, 30, spatial)
     assert step.key is not None  # every call went through the screening
+    assert step.nonzeros is not None  # and collected its non-zeros (checked at every call)
     assert max(inactive) > 0.2  # and it screened: the test is not vacuous
 
 
