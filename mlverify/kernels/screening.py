@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ._memory import copy_run
 from ._scalar import KIND_RELU, shrink
@@ -258,8 +259,9 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom, li
     ``out`` and ``headroom``, a loop that vectorises (serial, without the GIL: one worker's
     share). The non-zeros of ``out`` at the positions are then collected in the layout of
     :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`: ``counts[p]`` per position (the flat
-    ``(B, H, W)`` index), and their atoms and values appended to ``channels`` and ``values``
-    (capacity ``len(positions)·m``), position by position, atoms in increasing order. Returns
+    ``(B, H, W)`` index), and their atoms and values appended to ``channels`` and ``values``,
+    position by position, atoms in increasing order (the atom loop marks them in one bit mask
+    per position, then each position reads back only its marked entries). Returns
     the count of non-finite ``base + scale·q``, :math:`\\sum (out - base)^2` over the positions
     (float64) and the number of non-zeros appended.
     """
@@ -269,6 +271,9 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom, li
     columns = np.empty((atoms, width), dtype=products.dtype)  # a run's products, atom-major
     run_squares = np.empty(width)
     run_bad = np.empty(width, dtype=np.int64)
+    run_kept = np.empty(width, dtype=np.int64)  # non-zeros per position, then first slots
+    words = (atoms + 63) // 64
+    run_masks = np.empty((words, width), dtype=np.uint64)  # bit f % 64 of word f // 64: kept
     bad = 0
     squares = 0.0
     stored = 0
@@ -289,8 +294,12 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom, li
         room[:] = np.inf
         run_squares[:length] = 0.0
         run_bad[:length] = 0
+        run_kept[:length] = 0
+        run_masks[:, :length] = 0
         for f in range(atoms):
             limit = beta[f % beta.shape[0]]
+            mask = run_masks[f // 64]
+            bit = np.uint64(1) << np.uint64(f % 64)
             correlations = columns[f]
             bases = base[b, f, y, x0:x0 + length]
             row = out[b, f, y, x0:x0 + length]
@@ -300,18 +309,23 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom, li
                 room[j] = h if h < room[j] else room[j]  # NaN (q not finite) is left out
                 v = scale * q
                 v += bases[j]
-                row[j], failed, square = _finish(v, bases[j], limit, kind)
+                value, failed, square = _finish(v, bases[j], limit, kind)
+                row[j] = value
                 run_bad[j] += failed
                 run_squares[j] += square
+                run_kept[j] += value != 0.0
+                mask[j] |= bit if value != 0.0 else np.uint64(0)
         for j in range(length):
             bad += run_bad[j]
             squares += run_squares[j]
-            before = stored
-            for f in range(atoms):  # branch-free append: written always, kept if non-zero
-                value = out[b, f, y, x0 + j]
-                channels[stored] = f
-                values[stored] = value
-                stored += value != 0.0
-            counts[first + j] = stored - before
+            counts[first + j] = run_kept[j]
+            for word in range(words):  # the kept atoms, lowest bit first: increasing order
+                mask = run_masks[word, j]
+                while mask:
+                    f = word * 64 + trailing_zeros(mask)
+                    channels[stored] = f
+                    values[stored] = out[b, f, y, x0 + j]
+                    stored += 1
+                    mask &= mask - np.uint64(1)
         start = stop
     return bad, squares, stored

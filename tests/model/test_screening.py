@@ -153,6 +153,15 @@ def test_screened_steps_match_the_step_and_keep_valid_intervals(dtype, kind, spa
 
 
 @pytest.mark.usefixtures("always_screen")
+def test_more_than_64_atoms_are_collected_in_order():
+    # the store marks the kept atoms in 64-bit words: 80 atoms take two
+    layer, signal = planted(17, np.float64, (12, 14), atoms=80, channels=4, kernel=(3, 3))
+    step, _ = run_steps(layer, signal, "soft", np.float64, 12, (12, 14))
+    assert step.key is not None  # every call stored through the screening (and was checked)
+    assert step.nonzeros is not None and np.any(step.nonzeros[1] >= 64)
+
+
+@pytest.mark.usefixtures("always_screen")
 def test_a_batch_is_screened_problem_by_problem():
     layer, first = planted(13, np.float64, (16, 16))
     second = planted(14, np.float64, (16, 16))[1]
