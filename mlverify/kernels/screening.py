@@ -157,15 +157,6 @@ def allowance(q, lines, f, relu):  # pragma: no cover - compiled
     return ((lines[0, f] - t) - lines[2, f]) - abs(t) * MARGIN
 
 
-@njit(inline="always", cache=True)
-def _finish(v, base, limit, kind):  # pragma: no cover - compiled
-    """One entry's store from ``v = base + s·q`` (in the dtype): ``(T_limit(v), 1 if v is not
-    finite else 0, (T(v) - base)²)``, the last in float64 (the step's length)."""
-    value = shrink(v, limit, kind)
-    moved = np.float64(value) - np.float64(base)
-    return value, not np.isfinite(v), moved * moved
-
-
 @njit(parallel=True, cache=True)
 def screen(base, headroom, drift, change, energy, lines, beta, kind, out,
            active):  # pragma: no cover - compiled
@@ -221,10 +212,11 @@ def screen(base, headroom, drift, change, energy, lines, beta, kind, out,
                 if occupied[x]:  # else out = T(0) = 0 already
                     for f in range(atoms):
                         v = base[b, f, y, x]
-                        value, failed, square = _finish(v, v, beta[f % beta.shape[0]], kind)
+                        value = shrink(v, beta[f % beta.shape[0]], kind)
                         out[b, f, y, x] = value
-                        bad += failed
-                        squares += square
+                        bad += not np.isfinite(v)
+                        moved = np.float64(value) - np.float64(v)
+                        squares += moved * moved
                         kept += value != 0.0
     return bad, nonzero, squares, kept
 
@@ -270,8 +262,6 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom, li
     n = products.shape[0]
     columns = np.empty((atoms, width), dtype=products.dtype)  # a run's products, atom-major
     run_squares = np.empty(width)
-    run_bad = np.empty(width, dtype=np.int64)
-    run_kept = np.empty(width, dtype=np.int64)  # non-zeros per position, then first slots
     words = (atoms + 63) // 64
     run_masks = np.empty((words, width), dtype=np.uint64)  # bit f % 64 of word f // 64: kept
     bad = 0
@@ -293,32 +283,32 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom, li
         room = headroom[b, y, x0:x0 + length]
         room[:] = np.inf
         run_squares[:length] = 0.0
-        run_bad[:length] = 0
-        run_kept[:length] = 0
         run_masks[:, :length] = 0
+        # Three loops per atom, each over few arrays: with more, LLVM's runtime alias checks
+        # exceed its limit and the loop is not vectorised.
         for f in range(atoms):
-            limit = beta[f % beta.shape[0]]
-            mask = run_masks[f // 64]
-            bit = np.uint64(1) << np.uint64(f % 64)
             correlations = columns[f]
+            for j in range(length):
+                h = allowance(correlations[j], lines, f, relu)
+                room[j] = h if h < room[j] else room[j]  # NaN (q not finite) is left out
+            limit = beta[f % beta.shape[0]]
             bases = base[b, f, y, x0:x0 + length]
             row = out[b, f, y, x0:x0 + length]
+            mask = run_masks[f // 64]
+            bit = np.uint64(1) << np.uint64(f % 64)
             for j in range(length):
-                q = correlations[j]
-                h = allowance(q, lines, f, relu)
-                room[j] = h if h < room[j] else room[j]  # NaN (q not finite) is left out
-                v = scale * q
+                v = scale * correlations[j]
                 v += bases[j]
-                value, failed, square = _finish(v, bases[j], limit, kind)
+                value = shrink(v, limit, kind)
                 row[j] = value
-                run_bad[j] += failed
-                run_squares[j] += square
-                run_kept[j] += value != 0.0
+                bad += not np.isfinite(v)
                 mask[j] |= bit if value != 0.0 else np.uint64(0)
+            for j in range(length):
+                moved = np.float64(row[j]) - np.float64(bases[j])
+                run_squares[j] += moved * moved
         for j in range(length):
-            bad += run_bad[j]
             squares += run_squares[j]
-            counts[first + j] = run_kept[j]
+            before = stored
             for word in range(words):  # the kept atoms, lowest bit first: increasing order
                 mask = run_masks[word, j]
                 while mask:
@@ -327,5 +317,6 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom, li
                     values[stored] = out[b, f, y, x0 + j]
                     stored += 1
                     mask &= mask - np.uint64(1)
+            counts[first + j] = stored - before
         start = stop
     return bad, squares, stored
