@@ -76,7 +76,7 @@ def residual_windows(synthesized, target, previous, padded, change, energy):  # 
         moved = np.zeros(width + n2 - 1)
         total = np.zeros(width + n2 - 1)
         line = padded[b, y]
-        for i in range(c):
+        for i in range(c):  # two loops over few arrays each: both vectorise
             new_row = synthesized[b, i, y]
             old_row = previous[b, i, y]
             target_row = target[b, i, y]
@@ -85,8 +85,9 @@ def residual_windows(synthesized, target, previous, padded, change, energy):  # 
                 nonzero += target_row[x] != 0
                 d = np.float64(r) - np.float64(old_row[x])
                 moved[x] += d * d
-                total[x] += np.float64(r) * np.float64(r)
                 old_row[x] = r
+            for x in range(width):
+                total[x] += np.float64(old_row[x]) * np.float64(old_row[x])
         for i in range(c):  # channels last, periodic columns
             source = previous[b, i, y]
             for x in range(width):
