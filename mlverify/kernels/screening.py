@@ -159,67 +159,61 @@ def allowance(q, lines, f, relu):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def screen(base, headroom, drift, change, energy, lines, beta, kind, out,
-           active):  # pragma: no cover - compiled
+def screen(code_offsets, code_atoms, code_values, headroom, drift, change, energy, lines, beta,
+           kind, out, active):  # pragma: no cover - compiled
     """Screen every position and finish the inactive ones.
 
-    ``drift (B, H, W)`` holds the positions' drifts (module docstring), to which this call's
-    window ``change`` is added first (rounded up), and ``headroom (B, H, W)`` the least
-    :func:`allowance` over the atoms of the values last computed (``-inf``: none yet). A
-    position is screened whole when its ``base`` is zero at every atom and its drift is at most
-    its headroom: then, for every atom, :math:`s\\,q \\pm \\mathrm{spread}[f]\\,d_p` thresholds
-    (``kind``, per-atom ``beta``) to zero. Otherwise ``active[b, y, x]`` is set, unless the
-    position's residual window is zero (``energy`` 0): there :math:`q = 0` exactly,
-    ``out = T(base)`` and the drift restarts at zero. ``out`` is zero at the other inactive
-    positions (:func:`store_active` overwrites the active ones). Returns the numbers of
-    non-finite ``base`` values at the zero-window positions and of non-zero ``base`` values,
+    The codes (the base of the step) come compressed pixel by pixel, ``(code_offsets,
+    code_atoms, code_values)`` as :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros` gives them:
+    a position is occupied when it holds a non-zero (NaN too). ``drift (B, H, W)`` holds the
+    positions' drifts (module docstring), to which this call's window ``change`` is added
+    first (rounded up), and ``headroom (B, H, W)`` the least :func:`allowance` over the atoms
+    of the values last computed (``-inf``: none yet). A position is screened whole when it is
+    not occupied and its drift is at most its headroom: then, for every atom,
+    :math:`s\\,q \\pm \\mathrm{spread}[f]\\,d_p` thresholds (``kind``, per-atom ``beta``) to
+    zero. Otherwise ``active[b, y, x]`` is set, unless the position's residual window is zero
+    (``energy`` 0): there :math:`q = 0` exactly, ``out = T(base)`` and the drift restarts at
+    zero. ``out`` is zero at the other inactive positions (:func:`store_active` overwrites the
+    active ones). Returns the number of non-finite base values at the zero-window positions,
     :math:`\\sum (out - base)^2` over the inactive positions (float64; the base is zero there
     but at the zero windows) and the number of non-zero outputs at the zero windows.
     """
-    batch, atoms, height, width = base.shape
+    batch, atoms, height, width = out.shape
     relu = kind == KIND_RELU
     bad = 0
-    nonzero = 0
     squares = 0.0
     kept = 0
     for task in prange(batch * height):
         b = task // height
         y = task % height
-        occupied = np.zeros(width, dtype=np.bool_)
         empty = np.inf  # the headroom of a zero window (q = 0)
         for f in range(atoms):
             empty = min(empty, allowance(0.0, lines, f, relu))
-        count = 0
-        for f in range(atoms):
-            bases = base[b, f, y]
-            row = out[b, f, y]
-            for x in range(width):
-                v = bases[x] != 0.0  # NaN too
-                occupied[x] |= v
-                count += v
-                row[x] = 0.0
-        nonzero += count
+            out[b, f, y] = 0.0
+        first = task * width  # the pixel (b, y, 0)
         act = active[b, y]
         moves = drift[b, y]
         steps = change[b, y]
         zero = energy[b, y]
         room = headroom[b, y]
         for x in range(width):
+            p = first + x
             moves[x] = (moves[x] + steps[x]) * (1.0 + MARGIN)
-            act[x] = zero[x] != 0.0 and (occupied[x] or not moves[x] <= room[x])
+            act[x] = zero[x] != 0.0 and (code_offsets[p + 1] > code_offsets[p]
+                                         or not moves[x] <= room[x])
             if zero[x] == 0.0:  # q = 0 exactly: the same headroom everywhere
                 moves[x] = 0.0
                 room[x] = empty
-                if occupied[x]:  # else out = T(0) = 0 already
-                    for f in range(atoms):
-                        v = base[b, f, y, x]
-                        value = shrink(v, beta[f % beta.shape[0]], kind)
-                        out[b, f, y, x] = value
-                        bad += not np.isfinite(v)
-                        moved = np.float64(value) - np.float64(v)
-                        squares += moved * moved
-                        kept += value != 0.0
-    return bad, nonzero, squares, kept
+                for k in range(code_offsets[p], code_offsets[p + 1]):  # out = T(base) there
+                    f = code_atoms[k]
+                    v = code_values[k]
+                    value = shrink(v, beta[f % beta.shape[0]], kind)
+                    out[b, f, y, x] = value
+                    bad += not np.isfinite(v)
+                    moved = np.float64(value) - np.float64(v)
+                    squares += moved * moved
+                    kept += value != 0.0
+    return bad, squares, kept
 
 
 @njit(nogil=True, cache=True)
@@ -241,16 +235,17 @@ def gather_windows(padded, positions, height, width, channels, windows):  # prag
 
 
 @njit(nogil=True, cache=True)
-def store_active(products, positions, base, scale, beta, kind, out, headroom, lines, counts,
-                 channels, values):  # pragma: no cover - compiled
+def store_active(products, positions, code_offsets, code_atoms, code_values, scale, beta, kind,
+                 out, headroom, lines, counts, channels, values):  # pragma: no cover - compiled
     """Finish the active positions from their correlations ``products[j, f] = q[f, p_j]``:
-    ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), and
+    ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), the base read
+    from the compressed codes (:func:`screen`), and
     ``headroom`` = the least :func:`allowance` over the atoms (``lines``:
     :func:`headroom_lines`; the caller resets the positions' drift). The positions (sorted) go
     by runs of consecutive columns of one row: a run's products are transposed into an
-    atom-major scratch, and then each atom finishes the run along contiguous rows of ``base``,
-    ``out`` and ``headroom``, a loop that vectorises (serial, without the GIL: one worker's
-    share). The non-zeros of ``out`` at the positions are then collected in the layout of
+    atom-major scratch and its codes scattered into another, and then each atom finishes the
+    run along contiguous rows of these, ``out`` and ``headroom`` (serial, without the GIL: one
+    worker's share). The non-zeros of ``out`` at the positions are then collected in the layout of
     :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`: ``counts[p]`` per position (the flat
     ``(B, H, W)`` index), and their atoms and values appended to ``channels`` and ``values``,
     position by position, atoms in increasing order (the atom loop marks them in one bit mask
@@ -258,10 +253,11 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom, li
     the count of non-finite ``base + scale·q``, :math:`\\sum (out - base)^2` over the positions
     (float64) and the number of non-zeros appended.
     """
-    atoms, height, width = base.shape[1:]
+    atoms, height, width = out.shape[1:]
     relu = kind == KIND_RELU
     n = products.shape[0]
     columns = np.empty((atoms, width), dtype=products.dtype)  # a run's products, atom-major
+    run_bases = np.empty((atoms, width), dtype=out.dtype)  # and its codes
     run_squares = np.empty(width)
     words = (atoms + 63) // 64
     run_masks = np.empty((words, width), dtype=np.uint64)  # bit f % 64 of word f // 64: kept
@@ -278,9 +274,12 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom, li
         length = stop - start
         b = first // (height * width)
         y = (first // width) % height
+        run_bases[:, :length] = 0.0
         for j in range(length):
             for f in range(atoms):
                 columns[f, j] = products[start + j, f]
+            for k in range(code_offsets[first + j], code_offsets[first + j + 1]):
+                run_bases[code_atoms[k], j] = code_values[k]
         room = headroom[b, y, x0:x0 + length]
         room[:] = np.inf
         run_squares[:length] = 0.0
@@ -293,7 +292,7 @@ def store_active(products, positions, base, scale, beta, kind, out, headroom, li
                 h = allowance(correlations[j], lines, f, relu)
                 room[j] = h if h < room[j] else room[j]  # NaN (q not finite) is left out
             limit = beta[f % beta.shape[0]]
-            bases = base[b, f, y, x0:x0 + length]
+            bases = run_bases[f]
             row = out[b, f, y, x0:x0 + length]
             mask = run_masks[f // 64]
             bit = np.uint64(1) << np.uint64(f % 64)

@@ -34,7 +34,7 @@ import functools
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from ..kernels import cpu, fft, screening
+from ..kernels import cpu, cpu_sparse, fft, screening
 from ..kernels._scalar import KINDS
 from .dictionary import ConvDictionary
 
@@ -129,6 +129,8 @@ class ScreenedStep:
         if codes4.shape[:1] + codes4.shape[2:] != self.active.shape:
             raise ValueError(f"codes of shape {codes.shape} do not match the screened grid "
                              f"{self.active.shape}")
+        # the codes compressed: the last output's collected non-zeros when they are its own
+        compressed = self.nonzeros if codes is self._returned else None
         self.distance = self.nonzeros = self._returned = None
         key = (float(step), float(beta), kind)
         if key != self.key:
@@ -137,8 +139,11 @@ class ScreenedStep:
             self.cooldown -= 1
             return layer.proximal_gradient_step(codes, target, step, beta, kind,
                                                 synthesized=synthesized)
+        if compressed is None:
+            with cpu.threads_for(codes4.size):
+                compressed = cpu_sparse.pixel_nonzeros(codes4)
         if synthesized is None:
-            synthesized4 = layer._synthesize_cpu(codes4, "auto")
+            synthesized4 = layer._synthesize_cpu(codes4, "auto", compressed)
         else:
             synthesized4 = layer._canonical("synthesized", synthesized, layer.n_channels,
                                             finite=False)[2]
@@ -157,9 +162,10 @@ class ScreenedStep:
         with cpu.threads_for(codes4.size):
             target_nonzeros = screening.residual_windows(synthesized4, target4, self.previous,
                                                          self.padded, self.change, self.energy)
-            bad, codes_nonzeros, squares, kept = screening.screen(
-                codes4, self.headroom, self.drift, self.change, self.energy, lines, betas,
+            bad, squares, kept = screening.screen(
+                *compressed, self.headroom, self.drift, self.change, self.energy, lines, betas,
                 KINDS[kind], out, self.active)
+        codes_nonzeros = int(compressed[0][-1])
         positions = np.flatnonzero(self.active)
         modelled = positions.size * self.window * (NS_GEMM[itemsize] * layer.n_atoms
                                                   + NS_GATHER[itemsize])
@@ -172,8 +178,8 @@ class ScreenedStep:
             return layer.proximal_gradient_step(codes, target, step, beta, kind,
                                                 synthesized=synthesized)
         self.key = key
-        active_bad, active_squares, nonzeros = self._compute_active(positions, codes4, lines,
-                                                                    scale, betas, KINDS[kind], out)
+        active_bad, active_squares, nonzeros = self._compute_active(
+            positions, compressed, lines, scale, betas, KINDS[kind], out)
         if bad + active_bad:
             self.key = None
             return None
@@ -212,7 +218,7 @@ class ScreenedStep:
         window of norm 1 can move each scaled correlation :math:`s\,q` (Cauchy–Schwarz)."""
         return abs(float(scale)) * self.norms * (1 + 1e-12)
 
-    def _compute_active(self, positions: np.ndarray, codes4: np.ndarray, lines: np.ndarray,
+    def _compute_active(self, positions: np.ndarray, compressed: tuple, lines: np.ndarray,
                         scale, betas: np.ndarray, kind: int,
                         out: np.ndarray) -> tuple[int, float, tuple]:
         """Outputs, headrooms and drifts of the active ``positions`` (sorted): the
@@ -250,8 +256,8 @@ class ScreenedStep:
                 with np.errstate(all="ignore"):  # non-finite values are counted in the store
                     np.matmul(rows, self.weights, out=correlations)
                 counted = screening.store_active(
-                    correlations, chunk, codes4, scale, betas, kind, out, self.headroom, lines,
-                    counts, atoms[stored[worker]:], values[stored[worker]:])
+                    correlations, chunk, *compressed, scale, betas, kind, out, self.headroom,
+                    lines, counts, atoms[stored[worker]:], values[stored[worker]:])
                 bad[worker] += counted[0]
                 squares[worker] += counted[1]
                 stored[worker] += counted[2]
