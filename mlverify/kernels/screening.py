@@ -32,9 +32,12 @@ headroom and drift. Every sum of the test is carried in float64 with an outward 
 rounding, so a screened entry is zero in exact arithmetic on the computed arrays, not merely up
 to rounding.
 
-Layouts: codes ``(B, m, H, W)``, residuals ``(B, c, H, W)`` (1-D is ``H = n1 = 1``); windows
-are gathered from a channels-last, periodically padded copy of the residual,
-``(B, H + n1 - 1, (W + n2 - 1)·c)``, in which each window row is contiguous.
+Layouts: codes ``(B, m, H, W)``, read compressed pixel by pixel
+(:func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`: only their non-zeros are touched), residuals
+``(B, c, H, W)`` (1-D is ``H = n1 = 1``); windows are gathered from a channels-last, periodically
+padded copy of the residual, ``(B, H + n1 - 1, (W + n2 - 1)·c)``, in which each window row is
+contiguous. The store collects the non-zeros of the new codes in the same compressed layout, so
+an iterating caller never compresses them again.
 """
 
 from __future__ import annotations
@@ -238,20 +241,22 @@ def gather_windows(padded, positions, height, width, channels, windows):  # prag
 def store_active(products, positions, code_offsets, code_atoms, code_values, scale, beta, kind,
                  out, headroom, lines, counts, channels, values):  # pragma: no cover - compiled
     """Finish the active positions from their correlations ``products[j, f] = q[f, p_j]``:
-    ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), the base read
-    from the compressed codes (:func:`screen`), and
-    ``headroom`` = the least :func:`allowance` over the atoms (``lines``:
-    :func:`headroom_lines`; the caller resets the positions' drift). The positions (sorted) go
-    by runs of consecutive columns of one row: a run's products are transposed into an
-    atom-major scratch and its codes scattered into another, and then each atom finishes the
-    run along contiguous rows of these, ``out`` and ``headroom`` (serial, without the GIL: one
-    worker's share). The non-zeros of ``out`` at the positions are then collected in the layout of
-    :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`: ``counts[p]`` per position (the flat
-    ``(B, H, W)`` index), and their atoms and values appended to ``channels`` and ``values``,
-    position by position, atoms in increasing order (the atom loop marks them in one bit mask
-    per position, then each position reads back only its marked entries). Returns
-    the count of non-finite ``base + scale·q``, :math:`\\sum (out - base)^2` over the positions
-    (float64) and the number of non-zeros appended.
+    ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), with the base
+    read from the compressed codes (as in :func:`screen`), and ``headroom`` = the least
+    :func:`allowance` over the atoms (``lines``: :func:`headroom_lines`; the caller resets the
+    positions' drift).
+
+    The positions (sorted) go by runs of consecutive columns of one row: a run's products are
+    transposed into an atom-major scratch and its codes scattered into another, and then each
+    atom finishes the run along contiguous rows of these, ``out`` and ``headroom`` (serial,
+    without the GIL: one worker's share). The non-zeros of ``out`` at the positions are
+    collected in the layout of :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`:
+    ``counts[p]`` per position (the flat ``(B, H, W)`` index), and their atoms and values
+    appended to ``channels`` and ``values``, position by position, atoms in increasing order
+    (the atom loop marks them in a bit mask per position; each position then reads back only
+    its marked entries). Returns the count of non-finite ``base + scale·q``,
+    :math:`\\sum (out - base)^2` over the positions (float64) and the number of non-zeros
+    appended.
     """
     atoms, height, width = out.shape[1:]
     relu = kind == KIND_RELU

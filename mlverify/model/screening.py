@@ -120,7 +120,12 @@ class ScreenedStep:
         layer 2, 16.8 MB: ML-ISTA iterations 5-10 % slower). After a screened call,
         :attr:`distance` is :math:`\|\Gamma^+ - \Gamma\|_2` (float64, summed by the kernels
         over the positions they wrote; ``None`` after a plain step): the fixed-point residual of
-        ISTA without another pass over the codes."""
+        ISTA without another pass over the codes.
+
+        The kernels read the codes compressed (:func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`)
+        and collect the output's non-zeros in :attr:`nonzeros`; when ``codes`` is the array the
+        last screened call returned (the caller has not changed it since), those are reused and
+        the codes are not compressed again."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
         layer = self.layer
@@ -269,9 +274,9 @@ class ScreenedStep:
         self.drift.reshape(-1)[positions] = self.rounding * self.energy.reshape(-1)[positions]
         offsets = np.zeros(counts.size + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        kept = list(zip(self._scratch[:threads], stored, strict=True))
-        nonzeros = (offsets, np.concatenate([scratch[2][:n] for scratch, n in kept]),
-                    np.concatenate([scratch[3][:n] for scratch, n in kept]))
+        filled = list(zip(self._scratch[:threads], stored, strict=True))
+        nonzeros = (offsets, np.concatenate([scratch[2][:n] for scratch, n in filled]),
+                    np.concatenate([scratch[3][:n] for scratch, n in filled]))
         return sum(bad), sum(squares), nonzeros
 
 
