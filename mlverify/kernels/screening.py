@@ -155,8 +155,8 @@ def allowance(q, lines, f, relu):  # pragma: no cover - compiled
     With :math:`t = B_f q'`, the value :math:`A_f - t` carries at most five float64 roundings
     of at most :math:`2^{-53}(|A_f| + |t|)` each (the line's two quotients, the product, and the
     differences here); subtracting :data:`MARGIN` :math:`\\cdot(|A_f| + |t|)` (eight of them)
-    rounds it down. A non-finite ``q`` gives NaN; its ``v = base + s·q`` is then not finite and
-    the caller discards the whole call (:func:`store_active`)."""
+    rounds it down. A non-finite ``q`` gives NaN or :math:`-\\infty`; its ``v = base + s·q`` is
+    then not finite and the caller discards the whole call (:func:`store_active`)."""
     t = lines[1, f] * (np.float64(q) if relu else abs(np.float64(q)))
     return ((lines[0, f] - t) - lines[2, f]) - abs(t) * MARGIN
 

@@ -41,7 +41,8 @@ from .dictionary import ConvDictionary
 #: Modelled ns per multiply-add of the window products (BLAS ``gemm``; float32, float64) and per
 #: gathered window value. Measured on 2 threads, 1024 windows of 800 values times 64 atoms:
 #: 0.76 ms (float32, 69 GMAC/s) and 1.86 ms (float64, 28 GMAC/s); gathering 24 k windows of
-#: 800 float32 values 2.2-2.5 ms.
+#: 800 float32 values 2.2-2.5 ms (before the gathers were ``memcpy``: 1.5 ms for 23 k windows on
+#: one core now, so the model overstates them).
 NS_GEMM = {4: 0.0145, 8: 0.0355}
 NS_GATHER = {4: 0.12, 8: 0.24}
 #: Windows per matrix product, at most.
@@ -97,7 +98,8 @@ class ScreenedStep:
         self.nonzeros: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._returned: np.ndarray | None = None  # the array of the last screened call
         self._counts = np.zeros(batch * height * width, dtype=np.int64)
-        self._scratch: list[list[np.ndarray]] = []  # per worker: windows, products, atoms, values
+        self._scratch: list[tuple[np.ndarray, np.ndarray]] = []  # windows, products per worker
+        self._collected: list[tuple[np.ndarray, np.ndarray]] = []  # atoms, values per worker
 
     @classmethod
     def fits(cls, layer: ConvDictionary) -> bool:
@@ -242,17 +244,15 @@ class ScreenedStep:
         block = min(WINDOW_BLOCK, max(share.size for share in shares))
         bad, squares, stored = [0] * threads, [0.0] * threads, [0] * threads
         while len(self._scratch) < threads:  # per worker, kept between calls
-            self._scratch.append([np.empty((WINDOW_BLOCK, self.window), layer.dtype),
-                                  np.empty((WINDOW_BLOCK, layer.n_atoms), layer.dtype),
-                                  np.empty(0, np.int32), np.empty(0, layer.dtype)])
-        for share, scratch in zip(shares, self._scratch, strict=False):
-            if scratch[2].size < share.size * layer.n_atoms:  # room for every atom
-                scratch[2] = np.empty(share.size * layer.n_atoms, np.int32)
-                scratch[3] = np.empty(share.size * layer.n_atoms, layer.dtype)
+            self._scratch.append((np.empty((WINDOW_BLOCK, self.window), layer.dtype),
+                                  np.empty((WINDOW_BLOCK, layer.n_atoms), layer.dtype)))
+        collected = [self._collection(worker, share.size * layer.n_atoms)
+                     for worker, share in enumerate(shares)]
 
         def work(worker: int) -> None:
             share = shares[worker]
-            windows, products, atoms, values = self._scratch[worker]
+            windows, products = self._scratch[worker]
+            atoms, values = collected[worker]
             for start in range(0, share.size, block):
                 chunk = share[start:start + block]
                 rows, correlations = windows[:chunk.size], products[:chunk.size]
@@ -274,10 +274,20 @@ class ScreenedStep:
         self.drift.reshape(-1)[positions] = self.rounding * self.energy.reshape(-1)[positions]
         offsets = np.zeros(counts.size + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        filled = list(zip(self._scratch[:threads], stored, strict=True))
-        nonzeros = (offsets, np.concatenate([scratch[2][:n] for scratch, n in filled]),
-                    np.concatenate([scratch[3][:n] for scratch, n in filled]))
+        filled = list(zip(collected, stored, strict=True))
+        nonzeros = (offsets, np.concatenate([atoms[:n] for (atoms, _), n in filled]),
+                    np.concatenate([values[:n] for (_, values), n in filled]))
         return sum(bad), sum(squares), nonzeros
+
+    def _collection(self, worker: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The worker's buffers for the atoms and values of up to ``size`` collected non-zeros
+        (kept between calls, replaced by larger ones when short)."""
+        while len(self._collected) <= worker:
+            self._collected.append((np.empty(0, np.int32), np.empty(0, self.layer.dtype)))
+        if self._collected[worker][0].size < size:
+            self._collected[worker] = (np.empty(size, np.int32),
+                                       np.empty(size, self.layer.dtype))
+        return self._collected[worker]
 
 
 @functools.cache
