@@ -11,7 +11,8 @@ stage still leaves what it finished:
 1. ``env.json``: Python, NumPy, Numba, numba-cuda, SciPy, pytest, Hypothesis and
    pytest-benchmark versions, ``mlverify._cuda.info()`` (device, compute capability, driver)
    and a ``from numba import cuda`` smoke test (a tiny kernel, checked).
-2. ``junit.xml``, ``tests.log``: ``pytest -m cuda tests/cuda`` on the real device. Without
+2. ``junit.xml``, ``tests.log``: ``pytest tests/cuda`` on the real device (the ``cuda`` tests,
+   the LLVM lowering for compute capability 9.0 and the support module). Without
    Hypothesis the test files that import it are left out (listed in ``tests.log`` and
    ``env.json``) and ``tests/conftest.py`` (Hypothesis profiles) is not loaded; ``addopts`` is
    cleared (pytest-benchmark may be absent).
@@ -25,8 +26,12 @@ stage still leaves what it finished:
      iteration (difference of two fixed-length runs, so the host certificate cancels) as
      **ns per coefficient-iteration** (goal ≤ 0.2 ns; SPORCO-CUDA 1.45 ns on an RTX 2080 Ti),
      and the time and iterations to certified relative gaps 1e-3 and 1e-4;
-   - ``forward_pass``: the 2-layer ReLU forward pass, 256x256, 1→32 atoms 8x8 → 64 atoms 5x5;
-   - ``ml_ista_iteration``: one ML-ISTA iteration of that model (difference of two runs);
+   - ``forward_pass_{float32,float64}``: the 2-layer ReLU forward pass of ``mlverify bench
+     cnn`` (256x256, 1→32 atoms 8x8 → 64 atoms 5x5, thresholds for its standard densities),
+     against PyTorch's ``conv2d`` on the same GPU (:class:`mlverify.bench.cnn.Torch`; results
+     checked against each other first);
+   - ``ml_ista_iteration_{float32,float64}``: one non-negative ML-ISTA iteration of that model
+     from the bench's warm start (difference of two runs), against PyTorch's step on the GPU;
    - ``batched_fista``: 1024 small 1-D FISTA problems (N = 64, 8 atoms of 8 taps) in one
      launch sequence against the CPU engine one problem at a time (a sample of them),
      throughput in problems per second.
@@ -113,7 +118,7 @@ def stage_env(out: Path) -> None:
 # ------------------------------------------------------------------------------------ stage 2
 def test_command(out: Path) -> tuple[list[str], list[str]]:
     """The pytest command line and the test files left out (they need Hypothesis)."""
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-o", "addopts=", "-ra",
+    command = [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-ra",
                f"--junitxml={out / 'junit.xml'}"]
     left_out: list[str] = []
     if _version("hypothesis") is None:
@@ -189,17 +194,112 @@ def _timed(function, rounds: int) -> list[float]:
 
 #: Problem sizes: the real ones, and tiny ones for a dry run of the script in the simulator.
 SIZES = {
-    "real": {"image": 256, "atoms": 36, "taps": 12, "layers": ((32, 8), (64, 5)), "trials": 1024,
-             "cpu_sample": 128, "iterations": (20, 220), "ml_iterations": (3, 23), "rounds": 3},
-    "dry": {"image": 8, "atoms": 2, "taps": 3, "layers": ((2, 2), (3, 2)), "trials": 3,
-            "cpu_sample": 2, "iterations": (2, 4), "ml_iterations": (1, 2), "rounds": 1},
+    "real": {"image": 256, "atoms": 36, "taps": 12, "trials": 1024,
+             "cpu_sample": 128, "iterations": (20, 220), "ml_iterations": (3, 103), "rounds": 3,
+             "cnn_crop": 256, "cnn_dtypes": ("float32", "float64"), "cnn_rounds": 30},
+    "dry": {"image": 8, "atoms": 2, "taps": 3, "trials": 3,
+            "cpu_sample": 2, "iterations": (2, 4), "ml_iterations": (1, 2), "rounds": 1,
+            "cnn_crop": 8, "cnn_dtypes": ("float32",), "cnn_rounds": 1},
 }
+
+
+def _host(array):
+    """A NumPy copy of a device array (Numba's or a PyTorch tensor) or host array."""
+    import numpy as np
+
+    from mlverify import _cuda
+
+    if hasattr(array, "cpu"):
+        return array.cpu().numpy()
+    return array.copy_to_host() if _cuda.is_device_array(array) else np.asarray(array)
+
+
+def _mlcsc(record, sizes: dict, dtype) -> None:
+    """The CNN comparison of ``mlverify bench cnn`` on the device: the same model (1 → 32 atoms
+    8x8 → 64 atoms 5x5), image and thresholds (the standard densities :data:`cnn.STANDARD`),
+    ours by ``engine="cuda"`` against PyTorch's ``conv2d``/``conv_transpose2d`` on the GPU
+    (:class:`mlverify.bench.cnn.Torch`), each checked against the other before timing."""
+    import numpy as np
+
+    from mlverify import _cuda, layered_thresholding, ml_ista
+    from mlverify.bench import cnn
+
+    rounds, name = sizes["rounds"], np.dtype(dtype).name
+    dtype = np.dtype(dtype).type
+    net, crop = cnn.model(dtype), sizes["cnn_crop"]
+    y = np.ascontiguousarray(cnn.image(dtype)[0][:, :crop, :crop])
+    betas = cnn.thresholds(net, y, cnn.STANDARD)
+    mu, t = cnn._ml_ista_steps(net, y)
+    x = _cuda.to_device(y)
+    rtol = 1e-3 if dtype == np.float32 else 1e-9
+
+    def ours_forward():
+        return layered_thresholding(net, x, betas, "relu", engine="cuda")
+
+    ours = ours_forward()  # JIT warm-up
+    extra = {"dtype": name, "betas": betas, "mu": mu, "t": t,
+             "densities": [float(np.count_nonzero(_host(c))) / c.size for c in ours.codes]}
+    try:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        peer = cnn.Torch(torch, net, device)
+        y_torch = torch.from_numpy(y[None]).to(device)
+        theirs = _host(peer.forward(y_torch, betas))[0]
+        scale = float(np.abs(theirs).max()) or 1.0
+        np.testing.assert_allclose(_host(ours.codes[-1]), theirs, rtol=rtol, atol=rtol * scale)
+    except Exception as error:  # no PyTorch, or a mismatch: record it, time ours alone
+        peer, extra["torch"] = None, f"{type(error).__name__}: {error}"
+    else:
+        extra["torch"] = f"torch {torch.__version__} on {device}"
+
+    def synchronized(function):
+        def call():
+            function()
+            if peer is not None and device == "cuda":
+                torch.cuda.synchronize()
+        return call
+
+    forward = _timed(ours_forward, sizes["cnn_rounds"])
+    if peer is not None:
+        torch_forward = _timed(synchronized(lambda: peer.forward(y_torch, betas)),
+                               sizes["cnn_rounds"])
+        extra["torch_best_s"] = min(torch_forward)
+        extra["speedup_vs_torch"] = min(torch_forward) / min(forward)
+    record(f"forward_pass_{name}", "mlcsc", forward, **extra)
+
+    start = ml_ista(net, y, betas, mu, t, max_iter=cnn.SETTLE, nonneg=True,
+                    check_every=cnn.SETTLE).codes[-1]  # the bench's warm start (CPU engine)
+
+    def ours_ml(n):
+        return lambda: ml_ista(net, x, betas, mu, t, max_iter=n, nonneg=True, x0=start,
+                               check_every=n, engine="cuda")
+
+    one = _host(ours_ml(1)().codes[-1])  # JIT warm-up
+    extra = {"dtype": name, "lams": betas}
+    if peer is not None:
+        try:
+            gamma = torch.from_numpy(start[None]).to(device)
+            step = _host(peer.ml_ista_step(y_torch, gamma, betas, mu, t)[1])[0]
+            scale = float(np.abs(step).max()) or 1.0
+            np.testing.assert_allclose(one, step, rtol=rtol, atol=rtol * scale)
+        except AssertionError as error:
+            peer, extra["torch"] = None, f"mismatch: {error}"
+    few, many = sizes["ml_iterations"]
+    short, long = _timed(ours_ml(few), rounds), _timed(ours_ml(many), rounds)
+    iteration = [(b - a) / (many - few) for a, b in zip(short, long, strict=True)]
+    if peer is not None:
+        torch_step = _timed(synchronized(lambda: peer.ml_ista_step(y_torch, gamma, betas, mu, t)),
+                            sizes["cnn_rounds"])
+        extra["torch_best_s"] = min(torch_step)
+        extra["speedup_vs_torch"] = min(torch_step) / min(iteration)
+    record(f"ml_ista_iteration_{name}", "mlcsc", iteration, **extra)
 
 
 def stage_bench(out: Path, deadline: float, sizes: dict) -> None:
     import numpy as np
 
-    from mlverify import MLCSC, ConvDictionary, _cuda, layered_thresholding, ml_ista
+    from mlverify import ConvDictionary, _cuda
     from mlverify.pursuits import _device
     from mlverify.pursuits._basis_pursuit import basis_pursuit
 
@@ -250,33 +350,10 @@ def stage_bench(out: Path, deadline: float, sizes: dict) -> None:
                certificate_checks=len(result.history.get("iteration", [])),
                note="includes the float64 host certificates every 50 iterations")
 
-    # 2-layer model: forward pass and ML-ISTA iteration ------------------------------------
-    if left() > 40:
-        (m1, n1), (m2, n2) = sizes["layers"]
-        model = MLCSC([
-            ConvDictionary(rng.standard_normal((m1, 1, n1, n1)).astype(np.float32)).normalized(),
-            ConvDictionary(rng.standard_normal((m2, m1, n2, n2)).astype(np.float32)).normalized(),
-        ])
-        x = _cuda.to_device(image[None])
-        thresholds = [0.05, 0.2]
-        result = layered_thresholding(model, x, thresholds, "relu", engine="cuda")  # warm-up
-        density = [n / c.size for n, c in zip(result.history["nonzeros"], result.codes,
-                                              strict=True)]
-        times = _timed(lambda: layered_thresholding(model, x, thresholds, "relu",
-                                                    engine="cuda"), 10 * rounds)
-        record("forward_pass_256_32x8x8_64x5x5", "mlcsc", times, densities=density,
-               thresholds=thresholds, kind="relu")
-        lams = [0.05, 0.2]
-        ml_ista(model, x, lams, max_iter=2, tol=1e-30, check_every=2, engine="cuda")
-
-        def ml(n):
-            return lambda: ml_ista(model, x, lams, max_iter=n, tol=1e-30, check_every=n,
-                                   engine="cuda")
-
-        few, many = sizes["ml_iterations"]
-        short, long = _timed(ml(few), rounds), _timed(ml(many), rounds)
-        record("ml_ista_iteration_256_32x8x8_64x5x5", "mlcsc",
-               [(b - a) / (many - few) for a, b in zip(short, long, strict=True)], lams=lams)
+    # 2-layer model: forward pass and ML-ISTA iteration, against PyTorch on the device -------
+    for dtype in sizes["cnn_dtypes"]:
+        if left() > 40:
+            _mlcsc(record, sizes, dtype)
 
     # Batched theorem-like trials ------------------------------------------------------------
     if left() > 30:

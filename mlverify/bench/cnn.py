@@ -106,12 +106,13 @@ def density(array) -> float:
 
 
 class Torch:
-    """The same operators in PyTorch: periodic ``conv2d`` and ``conv_transpose2d`` plus fold."""
+    """The same operators in PyTorch: periodic ``conv2d`` and ``conv_transpose2d`` plus fold,
+    on ``device`` (``"cpu"`` here; ``scripts/gpu_check.py`` runs them on ``"cuda"``)."""
 
-    def __init__(self, torch, net: MLCSC) -> None:
+    def __init__(self, torch, net: MLCSC, device: str = "cpu") -> None:
         self.torch = torch
         self.functional = torch.nn.functional
-        self.weights = [torch.from_numpy(np.array(layer.filters))  # a writable copy
+        self.weights = [torch.from_numpy(np.array(layer.filters)).to(device)  # a writable copy
                         for layer in net.layers]
 
     def analyze(self, i: int, x, bias=None):
@@ -137,7 +138,8 @@ class Torch:
             current = y
             for i, beta in enumerate(betas):
                 bias = self.torch.full((self.weights[i].shape[0],), -beta,
-                                       dtype=self.weights[i].dtype)
+                                       dtype=self.weights[i].dtype,
+                                       device=self.weights[i].device)
                 current = self.functional.relu(self.analyze(i, current, bias))
             return current
 
