@@ -23,6 +23,7 @@ __all__ = [
     "IMPLEMENTATION",
     "SIMULATED",
     "as_device_array",
+    "c_strides",
     "cuda",
     "device_array",
     "info",
@@ -106,11 +107,42 @@ def is_device_array(value) -> bool:
     return cuda.is_cuda_array(value)
 
 
+def c_strides(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int
+              ) -> tuple[int, ...] | None:
+    """The C strides of ``shape`` when an array of ``strides`` is C-contiguous by NumPy's rule,
+    else ``None``.
+
+    NumPy lets a dimension of length 1 carry any stride (``x[None]`` gives it 0); Numba's device
+    arrays read a 0 stride as broadcasting and call such an array non-contiguous.
+    """
+    canonical, step = [], itemsize
+    for n in reversed(shape):
+        canonical.append(step)
+        step *= n
+    canonical.reverse()
+    if any(n != 1 and s != c for n, s, c in zip(shape, strides, canonical, strict=True)):
+        return None
+    return tuple(canonical)
+
+
+def _c_view(array):
+    """``array``, re-viewed with C strides where only its length-1 dimensions' strides are off
+    (:func:`c_strides`; no copy)."""
+    if SIMULATED or array.is_c_contiguous():
+        return array
+    strides = c_strides(array.shape, array.strides, array.dtype.itemsize)
+    if strides is None:
+        return array  # really strided: the caller's contiguity check refuses it
+    return cuda.cudadrv.devicearray.DeviceNDArray(array.shape, strides, array.dtype,
+                                                  stream=array.stream, gpu_data=array.gpu_data)
+
+
 def as_device_array(value):
-    """A Numba device array viewing ``value`` (no copy); ``value`` must be a device array."""
+    """A Numba device array viewing ``value`` (no copy); ``value`` must be a device array.
+    Length-1 dimensions get C strides (:func:`c_strides`)."""
     if SIMULATED or cuda.cudadrv.devicearray.is_cuda_ndarray(value):
-        return value
-    return cuda.as_cuda_array(value)
+        return _c_view(value)
+    return _c_view(cuda.as_cuda_array(value))
 
 
 def like(result, template):
@@ -128,8 +160,8 @@ def like(result, template):
 
 
 def to_device(array: np.ndarray):
-    """Copy a host array to the device."""
-    return cuda.to_device(np.ascontiguousarray(array))
+    """Copy a host array to the device (C-contiguous, with C strides: :func:`c_strides`)."""
+    return _c_view(cuda.to_device(np.ascontiguousarray(array)))
 
 
 def device_array(shape: tuple[int, ...], dtype: np.dtype):

@@ -43,6 +43,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -52,7 +53,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Share of the total budget of each stage (env, tests, bench).
-SHARES = {"env": 0.15, "tests": 0.4, "bench": 0.45}
+SHARES = {"env": 0.1, "tests": 0.45, "bench": 0.45}
+#: Seconds a stage past its timeout gets, after an interrupt, to write its summary.
+INTERRUPT_GRACE = 20
 
 
 def _version(name: str) -> str | None:
@@ -118,7 +121,7 @@ def stage_env(out: Path) -> None:
 # ------------------------------------------------------------------------------------ stage 2
 def test_command(out: Path) -> tuple[list[str], list[str]]:
     """The pytest command line and the test files left out (they need Hypothesis)."""
-    command = [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-ra",
+    command = [sys.executable, "-m", "pytest", "-v", "--tb=short", "-o", "addopts=", "-ra",
                f"--junitxml={out / 'junit.xml'}"]
     left_out: list[str] = []
     if _version("hypothesis") is None:
@@ -138,11 +141,12 @@ def _image(rng, size: int):
     import numpy as np
 
     try:
-        from sporco import signal, util
+        from sporco import signal as sporco_signal
+        from sporco import util
 
         image = util.ExampleImages().image("kodim23.png", scaled=True, gray=True,
                                            idxexp=np.s_[160:160 + size, 60:60 + size])
-        _, high = signal.tikhonov_filter(image, 10.0, 16)
+        _, high = sporco_signal.tikhonov_filter(image, 10.0, 16)
         return high.astype(np.float32), f"kodim23 {size}x{size} grey crop, Tikhonov high-pass"
     except Exception:
         y, x = np.mgrid[0:size, 0:size] / size
@@ -392,11 +396,18 @@ def _run_stage(name: str, command: list[str], timeout: float, out: Path, log: Pa
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     start = time.time()
     with log.open("w") as handle:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle,
+                                   stderr=subprocess.STDOUT)
         try:
-            rc = subprocess.run(command, cwd=ROOT, env=env, stdout=handle,
-                                stderr=subprocess.STDOUT, timeout=timeout).returncode
-        except subprocess.TimeoutExpired:
+            rc = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # interrupt first: pytest then writes its summary
             rc = "timeout"
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=INTERRUPT_GRACE)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     summary = {"stage": name, "returncode": rc, "seconds": round(time.time() - start, 1),
                "timeout": round(timeout, 1), "log": log.name}
     print(json.dumps(summary), flush=True)

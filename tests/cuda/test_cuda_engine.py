@@ -79,6 +79,23 @@ def test_dictionary_device_arrays_in_and_out():
         D.analyze(_cuda.to_device(signal[:, :2].copy()), engine="cuda")
 
 
+@pytest.mark.cuda
+@needs_cuda
+def test_device_arrays_with_a_new_axis_are_contiguous():
+    """``cuda.to_device(x[None])`` keeps NumPy's 0 stride on the new axis, which Numba's device
+    arrays read as broadcasting: the engine takes such an array as the C-contiguous one it is
+    (the first run on a GPU refused it; the simulator's arrays follow NumPy's rule)."""
+    D, codes, signal = case((2, 3, 2, 3), (3, 5), (), np.float32)
+    synthesized = D.synthesize(_cuda.cuda.to_device(codes[None]), engine="cuda")
+    analyzed = D.analyze(_cuda.to_device(signal[None]), engine="cuda")
+    np.testing.assert_array_equal(synthesized.copy_to_host(),
+                                  D.synthesize(codes[None], engine="cuda"))
+    np.testing.assert_array_equal(analyzed.copy_to_host(), D.analyze(signal[None], engine="cuda"))
+    with pytest.raises(ValueError, match="signal must be C-contiguous"):
+        D.analyze(_cuda.cuda.to_device(np.zeros((2, 3, 3, 10), np.float32))[..., ::2],
+                  engine="cuda")
+
+
 def test_cuda_engine_without_cuda_is_a_clear_error(monkeypatch):
     """No silent fallback: RuntimeError naming the way out, before any input is looked at."""
     monkeypatch.setattr(_cuda, "HAVE_CUDA", False)

@@ -33,3 +33,13 @@ def test_info_describes_the_target():
 def test_host_arrays_are_not_device_arrays():
     assert not _cuda.is_device_array(np.zeros(3))
     assert not _cuda.is_device_array([0.0, 1.0])
+
+
+def test_c_strides_ignores_the_strides_of_length_one_dimensions():
+    """NumPy's contiguity rule: ``x[None]`` (stride 0 on the new axis) is C-contiguous."""
+    assert np.zeros((4, 4), np.float32)[None].strides == (0, 16, 4)
+    assert _cuda.c_strides((1, 4, 4), (0, 16, 4), 4) == (64, 16, 4)
+    assert _cuda.c_strides((2, 1, 3), (24, 999, 8), 8) == (24, 24, 8)
+    assert _cuda.c_strides((2, 3), (24, 8), 8) == (24, 8)
+    assert _cuda.c_strides((4, 4), (4, 16), 4) is None  # Fortran order
+    assert _cuda.c_strides((2, 4), (32, 4), 4) is None  # every other row
