@@ -92,7 +92,7 @@ def test_device_arrays_with_a_new_axis_are_contiguous():
                                   D.synthesize(codes[None], engine="cuda"))
     np.testing.assert_array_equal(analyzed.copy_to_host(), D.analyze(signal[None], engine="cuda"))
     with pytest.raises(ValueError, match="signal must be C-contiguous"):
-        D.analyze(_cuda.cuda.to_device(np.zeros((2, 3, 3, 10), np.float32))[..., ::2],
+        D.analyze(_cuda.cuda.to_device(np.zeros((2, 3, 3, 10), np.float32))[:, :, :, ::2],
                   engine="cuda")
 
 
