@@ -200,3 +200,97 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
             bad += bad_row
             nonzero += nonzero_row
     return bad, nonzero
+
+
+def scatter_band(height: int, batch: int = 1) -> int:
+    """Source rows per task of :func:`scatter_synthesis`: about four tasks per thread."""
+    wanted = 4 * numba.get_num_threads()
+    return max(1, -(-height // max(1, -(-wanted // max(batch, 1)))))
+
+
+@njit(inline="always", cache=True)
+def _combine(patch, flat, channels, values, k0, k1):  # pragma: no cover - compiled
+    """``patch = Σ_{k0 <= k < k1} values[k]·flat[channels[k]]`` (``k1 > k0``), four atoms per
+    pass over ``patch``."""
+    size = patch.shape[0]
+    a, v = flat[channels[k0]], values[k0]
+    for q in range(size):
+        patch[q] = v * a[q]
+    k = k0 + 1
+    while k + 3 < k1:
+        a0, a1, a2, a3 = (flat[channels[k]], flat[channels[k + 1]], flat[channels[k + 2]],
+                          flat[channels[k + 3]])
+        v0, v1, v2, v3 = values[k], values[k + 1], values[k + 2], values[k + 3]
+        for q in range(size):
+            patch[q] += (v0 * a0[q] + v1 * a1[q]) + (v2 * a2[q] + v3 * a3[q])
+        k += 4
+    while k < k1:
+        a, v = flat[channels[k]], values[k]
+        for q in range(size):
+            patch[q] += v * a[q]
+        k += 1
+
+
+@njit(parallel=True, cache=True)
+def scatter_synthesis(offsets, channels, values, filters, out, band):  # pragma: no cover - compiled
+    """Periodic synthesis :math:`D\\Gamma` of compressed codes by scattering whole atoms:
+
+    .. math::
+
+        out[b, c, (y + t_y) \\bmod H, (x + t_x) \\bmod W] \\mathrel{+}=
+            \\sum_{(f, v)\\,\\in\\,\\Gamma[b, :, y, x]} v\\, A[f, c, t_y, t_x],
+
+    with the codes given by :func:`pixel_nonzeros` (``offsets``, ``channels``, ``values``) and
+    ``filters`` :math:`A` of shape ``(m, c, n1, n2)`` (C-contiguous); ``out (B, c, H, W)`` is
+    overwritten. For dictionaries with few output channels and large atoms (an effective
+    dictionary :math:`D_1 D_2`, one channel, 12×12), where :func:`correlate_sparse`, vectorised
+    over the output channels, has nothing to vectorise.
+
+    Each pixel's non-zeros are first combined into one patch :math:`\\sum v A_f` (contiguous
+    runs of ``c·n1·n2`` values, four atoms per pass), which is then added once into the task's
+    buffer. A task owns ``band`` source rows of one batch element and a private buffer of
+    ``band + n1 - 1`` rows and ``W + n2 - 1`` columns per channel; a second pass sums, per
+    output row, the buffer rows that land on it (periodically, the overhangs folded back), so
+    no two threads write the same element.
+    """
+    batch, n_c, height, width = out.shape
+    n1, n2 = filters.shape[2], filters.shape[3]
+    size = n_c * n1 * n2
+    flat = filters.reshape(filters.shape[0], size)
+    n_bands = (height + band - 1) // band
+    rows = band + n1 - 1
+    cols = width + n2 - 1
+    buffers = np.zeros((batch * n_bands, n_c, rows, cols), dtype=out.dtype)
+    for task in prange(batch * n_bands):
+        b = task // n_bands
+        r0 = (task % n_bands) * band
+        buffer = buffers[task]
+        patch = np.empty(size, dtype=out.dtype)
+        for y in range(r0, min(height, r0 + band)):
+            for x in range(width):
+                p = (b * height + y) * width + x
+                if offsets[p] == offsets[p + 1]:
+                    continue
+                _combine(patch, flat, channels, values, offsets[p], offsets[p + 1])
+                for c in range(n_c):
+                    for ty in range(n1):
+                        line = buffer[c, y - r0 + ty, x:x + n2]
+                        part = patch[(c * n1 + ty) * n2:(c * n1 + ty + 1) * n2]
+                        for tx in range(n2):
+                            line[tx] += part[tx]
+    for task in prange(batch * n_c * height):
+        b = task // (n_c * height)
+        c = (task // height) % n_c
+        y = task % height
+        line = out[b, c, y]
+        line[:] = 0
+        for t in range(n_bands):
+            i = (y - t * band) % height
+            while i < rows:  # every row of band t's buffer that lands on output row y
+                source = buffers[b * n_bands + t, c, i]
+                for x in range(width):
+                    line[x] += source[x]
+                for x in range(width, cols):
+                    line[x % width] += source[x]
+                i += height
+    return out

@@ -291,6 +291,17 @@ class ConvDictionary:
         return self._choose(codes4, method, SPARSE_DENSITY, sparse, self._dense_synthesize,
                             self.n_channels, counts)
 
+    def _scatter_synthesize(self, compressed: tuple, shape4: tuple[int, ...]) -> np.ndarray:
+        """:math:`D\\Gamma` of the codes of canonical shape ``shape4`` given only by their
+        :func:`cpu_sparse.pixel_nonzeros` ``compressed``, scattering whole atoms
+        (:func:`cpu_sparse.scatter_synthesis`)."""
+        batch, _, height, width = shape4
+        out = np.empty((batch, self.n_channels, height, width), self.dtype)
+        with cpu.threads_for(compressed[2].size * self._f4[0].size):
+            cpu_sparse.scatter_synthesis(*compressed, self._f4, out,
+                                         cpu_sparse.scatter_band(height, batch))
+        return out
+
     def _dense_synthesize(self, codes4: np.ndarray, fft: bool = False) -> np.ndarray:
         """:math:`D\\Gamma` by the direct sums or (``fft``) the tile DFTs."""
         if fft:

@@ -196,17 +196,30 @@ class ScreenedStep:
                           else out.reshape(batch + (layer.n_atoms,) + spatial))
         return self._returned
 
-    def synthesis(self, codes: np.ndarray) -> np.ndarray | None:
+    def synthesis(self, codes: np.ndarray,
+                  dictionary: ConvDictionary | None = None) -> np.ndarray | None:
         r""":math:`D\Gamma` of ``codes`` from the non-zeros :attr:`nonzeros` that the last
         screened call collected in its store, when ``codes`` is the array that call returned
         (the caller has not changed it since): the same kernel and result as
         :meth:`mlverify.ConvDictionary.synthesize`, without its passes over the codes to check,
-        count and compress them. ``None`` for any other array or after a plain step."""
+        count and compress them. ``None`` for any other array or after a plain step.
+
+        ``dictionary``: synthesise by another dictionary of the same atoms instead, by
+        scattering whole atoms (:func:`mlverify.kernels.cpu_sparse.scatter_synthesis`); for an
+        effective dictionary :math:`D_1\cdots D_L` (few output channels, large atoms).
+        """
         if self.nonzeros is None or codes is not self._returned:
             return None
         layer = self.layer
         batch, spatial, codes4 = layer._canonical("codes", codes, layer.n_atoms, finite=False)
-        out = layer._synthesize_cpu(codes4, "auto", self.nonzeros)
+        if dictionary is None:
+            out = layer._synthesize_cpu(codes4, "auto", self.nonzeros)
+        else:
+            if dictionary.n_atoms != layer.n_atoms or dictionary.dtype != layer.dtype:
+                raise ValueError(f"dictionary must have {layer.n_atoms} atoms of dtype "
+                                 f"{layer.dtype}, got {dictionary!r}")
+            out = dictionary._scatter_synthesize(self.nonzeros, codes4.shape)
+            layer = dictionary
         return out.reshape(batch + (layer.n_channels,) + spatial)
 
     def _buffer(self, out, *inputs) -> np.ndarray:

@@ -49,12 +49,14 @@ From :math:`\gamma^0 = 0` the first step is layered soft thresholding:
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
 from .._validate import ENGINES, check_engine, check_positive, check_positive_int
 from ..kernels import cpu
+from ..model.dictionary import ConvDictionary
 from ..model.screening import ScreenedStep
 from ._linear import ConvChain, Operator, layer_operators
 from ._problem_p import check_code, check_lams, layer_objective
@@ -62,6 +64,12 @@ from ._result import PursuitResult
 
 #: An objective above this multiple of F(0) = ½‖y‖² (plus one) is reported as divergence.
 DIVERGENCE_FACTOR = 1e8
+
+#: Cost of a multiply-add of the scattered synthesis by the effective dictionary over one of
+#: the dense synthesis by :math:`D_1` (:func:`_signal_synthesis`). Measured on one core, float32,
+#: on the CNN benchmark's settled iterate: :math:`D_1D_2\gamma` (12×12 atoms, 198 k non-zeros,
+#: 28.6 M multiply-adds) 2.6 ms against 6.4–7.1 ms for :math:`D_1\hat\gamma_1` (134 M).
+SCATTER_COST = 1.9
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -122,14 +130,49 @@ def _screen(op: Operator) -> ScreenedStep | None:
     return None
 
 
+def _effective(ops: list[Operator], screen: ScreenedStep | None) -> ConvDictionary | None:
+    """The effective dictionary :math:`D_1\\cdots D_L` (THEORY.md §1) of a screened chain
+    (:func:`_screen`), composed in float64 and rounded once to the working dtype; ``None``
+    without a screened step."""
+    if screen is None or not all(isinstance(op, ConvChain) and len(op.layers) == 1
+                                 for op in ops):
+        return None
+    layers = [op.layers[0] for op in ops]
+    effective = ConvDictionary(layers[0].filters.astype(np.float64))
+    for layer in layers[1:]:
+        effective = effective.compose(ConvDictionary(layer.filters.astype(np.float64)))
+    return ConvDictionary(effective.filters.astype(layers[0].dtype))
+
+
+def _signal_synthesis(ops: list[Operator], screen: ScreenedStep | None,
+                      effective: ConvDictionary | None, gamma: np.ndarray) -> np.ndarray | None:
+    r""":math:`D_1\hat\gamma_1 = D_1 \cdots D_L\gamma`, the first layer's synthesis, by the
+    effective dictionary from the non-zeros of ``gamma`` that the screened step collected
+    (:meth:`ScreenedStep.synthesis`), when that costs less than :math:`D_1` on the dense
+    :math:`\hat\gamma_1` (multiply-adds weighted by :data:`SCATTER_COST`); else ``None``.
+
+    On the CNN benchmark (:math:`\gamma` 4.7 % dense): 28.6 M scattered multiply-adds against
+    134 M dense ones."""
+    if effective is None or screen.nonzeros is None:
+        return None
+    first = ops[0].layers[0]
+    scattered = screen.nonzeros[2].size * effective.filters[0].size * SCATTER_COST
+    if scattered >= math.prod(ops[0].in_shape) * first.filters[0].size:
+        return None
+    return screen.synthesis(gamma, effective)
+
+
 def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, nonneg: bool,
-           screen: ScreenedStep | None = None, out: np.ndarray | None = None):
+           screen: ScreenedStep | None = None, out: np.ndarray | None = None,
+           effective: ConvDictionary | None = None):
     """One ML-ISTA step from ``gamma`` (backward then forward sweep); ``None`` if non-finite.
 
     The check runs before every threshold: thresholding maps NaN to zero and would hide it.
     ``screen`` runs the deepest layer's step (the same step, screened), into ``out`` when
     given (:meth:`ScreenedStep.__call__`); when ``gamma`` is its last output, it also
-    synthesises :math:`D_L\\gamma` (:meth:`ScreenedStep.synthesis`).
+    synthesises :math:`D_L\\gamma` (:meth:`ScreenedStep.synthesis`) and, with the effective
+    dictionary ``effective`` (:func:`_effective`), :math:`D_1\\hat\\gamma_1`
+    (:func:`_signal_synthesis`).
     """
     projected = [gamma]
     for op in reversed(ops[1:]):
@@ -137,10 +180,11 @@ def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, n
         known = screen.synthesis(gamma) if screen is not None and op is ops[-1] else None
         projected.append(op.forward(projected[-1]) if known is None else known)
     projected.reverse()  # [γ̂_1, …, γ̂_{L-1}, γ]
+    signal = _signal_synthesis(ops, screen, effective, gamma)
     previous, previous_step = y, 1.0
     for index, (op, base, step, lam) in enumerate(zip(ops, projected, steps, lams, strict=True)):
         # D_i γ̂_i = γ̂_{i-1} is already known for i > 1 (the backward sweep computed it).
-        known = projected[index - 1] if index else None
+        known = projected[index - 1] if index else signal
         if screen is not None and index == len(ops) - 1:
             previous = screen(base, previous, step / previous_step, step * lam,
                               "relu" if nonneg else "soft", synthesized=known, out=out)
@@ -181,6 +225,7 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
              else check_code("x0", x0, ops).copy())
     f_zero = 0.5 * float(np.vdot(y.astype(np.float64), y.astype(np.float64)))
     screen = _screen(ops[-1])
+    effective = _effective(ops, screen)
     spares: list[np.ndarray] = []  # two buffers for ML-ISTA, four for ML-FISTA (its points)
     history: dict[str, list[float]] = {
         "iteration": [], "objective": [], "fixed_point_residual": [], "seconds": []
@@ -198,7 +243,7 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
         else:
             point = gamma
         out = None if screen is None else _spare(spares, gamma, previous, point)
-        new = _sweep(ops, y, point, steps, lams, nonneg, screen, out)
+        new = _sweep(ops, y, point, steps, lams, nonneg, screen, out, effective)
         if new is None:
             status, residual = "non-finite", float("nan")
             break

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlverify import ConvDictionary
-from mlverify.kernels import cpu, cpu_sparse
+from mlverify.kernels import cpu, cpu_sparse, reference
 from mlverify.kernels._scalar import KINDS
 from mlverify.model import dictionary
 
@@ -146,6 +146,37 @@ def dictionaries(draw):
     codes = sparse_array(rng, (*batch, m, *spatial), draw(st.sampled_from(DENSITIES)), dtype)
     signal = sparse_array(rng, (*batch, c, *spatial), draw(st.sampled_from(DENSITIES)), dtype)
     return D, codes, signal, spatial
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 7), st.integers(1, 3), st.integers(1, 9),
+                    st.integers(1, 9), st.integers(1, 5), st.integers(1, 6)),
+    density=st.sampled_from(DENSITIES),
+    band=st.integers(1, 10),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
+def test_scatter_synthesis_matches_reference(seed, shape, density, band, dtype):
+    """Scattered synthesis = NumPy oracle, for any band of source rows, atoms larger than the
+    signal (windows wrapping more than once), 1 to 7 non-zeros per pixel (the four-atom
+    passes of the patches) and empty codes."""
+    batch, atoms, channels, height, width, n1, n2 = shape
+    rng = np.random.default_rng(seed)
+    codes = sparse_array(rng, (batch, atoms, height, width), density, dtype)
+    filters = rng.standard_normal((atoms, channels, n1, n2)).astype(dtype)
+    out = np.full((batch, channels, height, width), np.nan, dtype)
+    cpu_sparse.scatter_synthesis(*cpu_sparse.pixel_nonzeros(codes), filters, out, band)
+    expected = reference.synthesize(codes.astype(np.float64), filters.astype(np.float64))
+    np.testing.assert_allclose(out, expected, rtol=tolerance(dtype),
+                               atol=tolerance(dtype) * max(1.0, np.abs(expected).max()))
+
+
+def test_scatter_band_gives_every_thread_tasks():
+    threads = cpu.thread_count()
+    for height, batch in ((256, 1), (7, 1), (1, 3), (256, 64)):
+        band = cpu_sparse.scatter_band(height, batch)
+        assert 1 <= band <= height
+        assert batch * -(-height // band) >= min(4 * threads, batch * height)
 
 
 @given(dictionaries())

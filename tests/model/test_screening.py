@@ -231,8 +231,11 @@ def test_screening_needs_enough_work_per_window():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("solver", [ml_ista, ml_fista])
 @pytest.mark.parametrize("nonneg", [True, False])
+@pytest.mark.parametrize("scatter", [False, True])
 def test_ml_ista_with_the_screened_deepest_layer_matches_the_numpy_engine(dtype, solver, nonneg,
-                                                                          monkeypatch):
+                                                                          scatter, monkeypatch):
+    """``scatter``: :math:`D_1\\hat\\gamma_1` by the effective dictionary from the collected
+    non-zeros at every screened iterate (modelled free), else by its cost model."""
     rng = np.random.default_rng(2)
     layers = [ConvDictionary(rng.standard_normal(shape)).normalized()
               for shape in ((8, 1, 3, 3), (16, 8, 4, 4))]
@@ -247,6 +250,12 @@ def test_ml_ista_with_the_screened_deepest_layer_matches_the_numpy_engine(dtype,
         return made[-1]
 
     monkeypatch.setattr(_ml_ista, "_screen", recorded)
+    scattered = []
+    signal_synthesis = _ml_ista._signal_synthesis
+    monkeypatch.setattr(_ml_ista, "_signal_synthesis", lambda *args: scattered.append(
+        signal_synthesis(*args)) or scattered[-1])
+    if scatter:
+        monkeypatch.setattr(_ml_ista, "SCATTER_COST", 0.0)
     lams = [0.02, 0.02]
     fast = solver(layers, signal, lams, max_iter=25, nonneg=nonneg, engine="cpu")
     oracle = solver(layers, signal, lams, max_iter=25, nonneg=nonneg, engine="numpy")
@@ -254,6 +263,10 @@ def test_ml_ista_with_the_screened_deepest_layer_matches_the_numpy_engine(dtype,
     scale = float(np.abs(oracle.codes[-1]).max())
     np.testing.assert_allclose(fast.codes[-1], oracle.codes[-1], atol=tol * scale)
     assert made[0] is not None and made[0].key is not None
+    used = sum(x is not None for x in scattered)
+    # ML-ISTA's iterates are the screened outputs (all but the first, from zero); ML-FISTA's
+    # extrapolated points are not
+    assert used == (24 if scatter and solver is ml_ista else 0)
 
 
 @pytest.mark.usefixtures("always_screen")
