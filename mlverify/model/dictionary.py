@@ -537,18 +537,21 @@ class ConvDictionary:
                     nonzeros: tuple[int, int] | None = None) -> StepRoute:
         """The route of :meth:`proximal_gradient_step` on canonical arrays (``synthesized``:
         the caller passes :math:`D\\Gamma`) and its modelled time; ``nonzeros`` are those of
-        the codes and of the target, when the caller has counted them."""
-        if nonzeros is None:
-            nonzeros = int(cpu.nonzeros(codes4)[0]), int(cpu.nonzeros(target4)[0])
+        the codes and of the target, when the caller has counted them. The codes are counted
+        only when the target's share of the sparse route leaves it a chance."""
         # multiply-adds: D^T of one target entry, D of the codes per target entry
         taps = self.n_atoms * math.prod(self.kernel_size)
-        sparse = self.normal_work(nonzeros[0]) + nonzeros[1] * taps
         grid, problems = codes4.shape[2:], codes4.shape[0]
         analysis, analysis_fft = self._dense_work(grid, problems, True)
         synthesis, synthesis_fft = ((0.0, False) if synthesized
                                     else self._dense_work(grid, problems, False))
         dense = analysis + synthesis
         limit = sparse_limit(self.n_atoms)
+        if nonzeros is None:
+            target = int(cpu.nonzeros(target4)[0])
+            codes = int(cpu.nonzeros(codes4)[0]) if target * taps <= limit * dense else 0
+            nonzeros = codes, target
+        sparse = self.normal_work(nonzeros[0]) + nonzeros[1] * taps
         use_sparse = sparse <= limit * dense
         work = (sparse / limit if limit else 0.0) if use_sparse else dense
         return StepRoute(use_sparse, analysis_fft, synthesis_fft,
