@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlverify import ConvDictionary
+from mlverify.kernels import fft
 from mlverify.kernels.fft import SpectralConvolution, frequency_mix, frequency_mix_reference
 
 
@@ -158,3 +161,40 @@ def test_admm_iterates_with_fftw_plans(monkeypatch):
     planned = basis_pursuit(D, y, 0.1, solver="admm", tol=1e-9)
     assert planned.converged and planned.n_iter == pytest.approx(reference.n_iter, abs=10)
     np.testing.assert_allclose(planned.codes[0], reference.codes[0], atol=1e-6)
+
+
+def test_wisdom_path_follows_the_cache_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLVERIFY_CACHE_DIR", str(tmp_path / "mine"))
+    assert fft.wisdom_path().parent == tmp_path / "mine"
+    monkeypatch.delenv("MLVERIFY_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert fft.wisdom_path().parent == tmp_path / "xdg" / "mlverify"
+    assert fft.wisdom_path().name.startswith("fftw_wisdom-")
+
+
+def test_plans_are_kept_and_a_bad_cache_costs_only_planning(monkeypatch, tmp_path):
+    """New plans are saved as FFTW wisdom (JSON, three strings); a corrupt file is ignored at
+    the next process's first plan, and an unwritable cache is not an error."""
+    pyfftw = pytest.importorskip("pyfftw")
+    monkeypatch.setenv("MLVERIFY_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fft, "NEW_PLANS_SECONDS", -1.0)  # every planning saves
+    monkeypatch.setattr(fft, "_wisdom_loaded", False)
+    values = np.random.default_rng(0).standard_normal((2, 12, 10))
+
+    def transform():
+        dft = fft.RealDFT(values.shape, np.float64, 2, fftw=True)
+        dft.real_in[...] = values
+        return dft.forward().copy()
+
+    expected = np.fft.rfftn(values, axes=(1, 2))
+    np.testing.assert_allclose(transform(), expected, atol=1e-12)
+    kept = json.loads(fft.wisdom_path().read_text())
+    assert len(kept) == 3 and all(isinstance(part, str) for part in kept)
+    assert kept == [part.decode("ascii") for part in pyfftw.export_wisdom()]
+    fft.wisdom_path().write_text("{not json")
+    monkeypatch.setattr(fft, "_wisdom_loaded", False)
+    np.testing.assert_allclose(transform(), expected, atol=1e-12)
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    monkeypatch.setenv("MLVERIFY_CACHE_DIR", str(blocked))  # its parent is a file: unwritable
+    np.testing.assert_allclose(transform(), expected, atol=1e-12)
