@@ -30,6 +30,15 @@ SPARSE_FULL_OUT = 32
 #: slower than the dense kernel at any measured density (float32, 32 atoms into 2 channels at
 #: density 0.05: 8.1 against 4.7 ms).
 SPARSE_MIN_OUT = 3
+#: Into fewer than :data:`SPARSE_MIN_OUT` channels, synthesis with atoms of at least this many
+#: taps per channel scatters whole atoms instead (:func:`mlverify.kernels.cpu_sparse.
+#: scatter_synthesis`), up to the density :data:`SCATTER_DENSITY`. Measured, compression
+#: included, against the dense kernel (2 threads, densities 0.01 / 0.05 / 0.1): 36 atoms 12×12
+#: into 1 channel, 256², float32 2.6 / 4.0 / 7.7 ms against 8.2 / 7.3 / 8.9, float64 2.8 / 5.3 /
+#: 6.2 against 13.3 / 13.7 / 14.6; 32 atoms 8×8, float32 2.5 / 4.1 / 5.0 against 4.2 / 4.3 /
+#: 4.1. With 32 taps (1-D, 10 × 4096) it never won (float32 0.85 against 0.67 ms at 0.01).
+SCATTER_MIN_TAPS = 64
+SCATTER_DENSITY = 0.05
 #: Spatial shapes whose filter spectra a dictionary keeps (:meth:`ConvDictionary.spectra`).
 SPECTRA_KEPT = 2
 #: Tile-DFT operators a dictionary keeps (plans and buffers, :class:`mlverify.kernels.tiled.
@@ -254,12 +263,15 @@ class ConvDictionary:
             (``__cuda_array_interface__``) and returns one, without host copies.
         method : {"auto", "dense", "sparse", "fft"}
             CPU kernel: ``"sparse"`` touches only the non-zeros of ``codes``
-            (:func:`mlverify.kernels.cpu_sparse.correlate_sparse`); ``"auto"`` uses it when the
-            density is at most :data:`SPARSE_DENSITY`, else the direct sums (``"dense"``);
-            ``"fft"`` goes through the DFTs of overlapping tiles
-            (:mod:`mlverify.kernels.tiled`, faster for many channels and taps). All give the
-            same result up to rounding. The CUDA engine skips the all-zero tiles of the codes
-            unless ``method="dense"`` (it has no ``"fft"`` route: it runs the direct sums).
+            (:func:`mlverify.kernels.cpu_sparse.correlate_sparse`; into fewer than
+            :data:`SPARSE_MIN_OUT` channels with atoms of :data:`SCATTER_MIN_TAPS` taps or more,
+            :func:`~mlverify.kernels.cpu_sparse.scatter_synthesis`); ``"auto"`` uses it when the
+            density is at most :func:`sparse_limit` (:data:`SCATTER_DENSITY` for the scattered
+            synthesis), else the direct sums (``"dense"``); ``"fft"`` goes through the DFTs of
+            overlapping tiles (:mod:`mlverify.kernels.tiled`, faster for many channels and
+            taps). All give the same result up to rounding. The CUDA engine skips the
+            all-zero tiles of the codes unless ``method="dense"`` (it has no ``"fft"`` route: it
+            runs the direct sums).
         """
         engine = check_engine(engine, ENGINES)
         _check_method(method)
@@ -282,14 +294,22 @@ class ConvDictionary:
         counts = None
         if compressed is not None:  # the non-zeros per problem
             counts = np.diff(compressed[0][::int(np.prod(codes4.shape[2:]))])
+        scatter = (self.n_channels < SPARSE_MIN_OUT
+                   and math.prod(self.kernel_size) >= SCATTER_MIN_TAPS)
 
         def sparse(codes):
+            known = compressed if codes is codes4 else None
+            if scatter:
+                if known is None:
+                    with cpu.threads_for(codes.size):
+                        known = cpu_sparse.pixel_nonzeros(codes)
+                return self._scatter_synthesize(known, codes.shape)
             return self._correlate_sparse(codes, self._synthesis_taps_t, 0,
                                           1 - self._f4.shape[3], row_sign=-1,
-                                          compressed=compressed if codes is codes4 else None)[0]
+                                          compressed=known)[0]
 
-        return self._choose(codes4, method, SPARSE_DENSITY, sparse, self._dense_synthesize,
-                            self.n_channels, counts)
+        limit = SCATTER_DENSITY if scatter else sparse_limit(self.n_channels)
+        return self._choose(codes4, method, limit, sparse, self._dense_synthesize, counts)
 
     def _scatter_synthesize(self, compressed: tuple, shape4: tuple[int, ...]) -> np.ndarray:
         """:math:`D\\Gamma` of the codes of canonical shape ``shape4`` given only by their
@@ -360,14 +380,13 @@ class ConvDictionary:
         return (direct * ratio, True) if ratio < TILED_MARGIN else (float(direct), False)
 
     @staticmethod
-    def _choose(array4, method: str, density: float, sparse, dense, n_out: int,
+    def _choose(array4, method: str, density: float, sparse, dense,
                 nonzeros: np.ndarray | None = None) -> np.ndarray:
         """``sparse(array4)`` or ``dense(array4)``; ``"auto"`` chooses per problem (batch
-        element): sparse when its density is at most ``sparse_limit(n_out, density)`` (the
-        output has ``n_out`` channels). ``nonzeros`` (per problem) saves counting them when the
-        caller knows. A problem's result therefore never depends on the rest of the batch (each
+        element): sparse when its density is at most ``density`` (the caller's limit, such as
+        :func:`sparse_limit`). ``nonzeros`` (per problem) saves counting them when the caller
+        knows. A problem's result therefore never depends on the rest of the batch (each
         kernel sums in a fixed order)."""
-        density = sparse_limit(n_out, density)
         if method == "auto" and density == 0:
             method = "dense"
         if method != "auto" or array4.shape[0] == 0:
@@ -417,7 +436,7 @@ class ConvDictionary:
             def dense(signal):
                 return self._dense_analyze(signal)[0]
 
-            out = self._choose(signal4, method, SPARSE_DENSITY, sparse, dense, self.n_atoms)
+            out = self._choose(signal4, method, sparse_limit(self.n_atoms), sparse, dense)
         return _restore(out.reshape(batch + (self.n_atoms,) + spatial), signal, engine)
 
     def normal(self, codes, *, engine: str = "auto", method: str = "auto") -> np.ndarray:
@@ -461,7 +480,8 @@ class ConvDictionary:
 
             # normal_work(nnz) <= SPARSE_DENSITY x the multiply-adds of the two dense passes
             density = SPARSE_DENSITY * 2 * self._f4[0].size / self.normal_work(1)
-            out = self._choose(codes4, method, density, sparse, dense, self.n_atoms)
+            out = self._choose(codes4, method, sparse_limit(self.n_atoms, density), sparse,
+                               dense)
         return out.reshape(batch + (self.n_atoms,) + spatial)
 
     def normal_work(self, nonzeros: int) -> int:
@@ -530,7 +550,7 @@ class ConvDictionary:
             counts.append(nonzero)
             return out
 
-        out = self._choose(signal4, "auto", SPARSE_DENSITY, sparse, dense, self.n_atoms, nonzeros)
+        out = self._choose(signal4, "auto", sparse_limit(self.n_atoms), sparse, dense, nonzeros)
         return out, sum(counts)
 
     def _step_route(self, codes4: np.ndarray, target4: np.ndarray, synthesized: bool,

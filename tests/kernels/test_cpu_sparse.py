@@ -281,8 +281,37 @@ def test_auto_limit_shrinks_with_the_output_channels():
     array[0, 0, 0, :2] = 1.0  # density 1/12
     choose = ConvDictionary._choose
     for n_out, want in ((least - 1, "dense"), (least, "dense"), (full, "sparse")):
-        assert choose(array, "auto", 0.6, lambda a: "sparse", lambda a: "dense", n_out) == want
-    assert choose(array, "sparse", 0.6, lambda a: "sparse", lambda a: "dense", 1) == "sparse"
+        limit = dictionary.sparse_limit(n_out, 0.6)
+        assert choose(array, "auto", limit, lambda a: "sparse", lambda a: "dense") == want
+    assert choose(array, "sparse", 0.0, lambda a: "sparse", lambda a: "dense") == "sparse"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("filters_shape", "scatters"), [
+    ((6, 1, 8, 8), True),  # one channel, 64 taps: whole atoms scattered
+    ((6, 2, 9, 8), True),
+    ((6, 1, 32), False),  # 1-D, 32 taps: the dense kernel
+    ((6, 3, 8, 8), False),  # three channels: the sparse-input kernel's
+])
+def test_synthesis_into_few_channels_scatters_large_atoms(dtype, filters_shape, scatters,
+                                                          monkeypatch):
+    """``"auto"`` scatters whole atoms into fewer than SPARSE_MIN_OUT channels with atoms of
+    SCATTER_MIN_TAPS taps or more, up to SCATTER_DENSITY; the same synthesis as the dense
+    kernel and the NumPy oracle."""
+    rng = np.random.default_rng(4)
+    D = ConvDictionary(rng.standard_normal(filters_shape).astype(dtype))
+    spatial = (20, 40)[-D.spatial_ndim:]
+    calls = []
+    scatter = ConvDictionary._scatter_synthesize
+    monkeypatch.setattr(ConvDictionary, "_scatter_synthesize",
+                        lambda self, *args: calls.append(1) or scatter(self, *args))
+    for density, expected in ((0.03, scatters), (0.3, False)):
+        codes = sparse_array(rng, (2, D.n_atoms, *spatial), density, dtype)
+        calls.clear()
+        out = D.synthesize(codes)
+        assert bool(calls) == expected
+        np.testing.assert_allclose(out, D.synthesize(codes, engine="numpy"),
+                                   rtol=tolerance(dtype), atol=tolerance(dtype))
 
 
 def test_bad_method():
