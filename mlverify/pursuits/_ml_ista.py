@@ -56,7 +56,7 @@ import numpy as np
 
 from .._validate import ENGINES, check_engine, check_positive, check_positive_int
 from ..kernels import cpu
-from ..model.dictionary import ConvDictionary
+from ..model.dictionary import SPARSE_MIN_OUT, ConvDictionary
 from ..model.screening import ScreenedStep
 from ._linear import ConvChain, Operator, layer_operators
 from ._problem_p import check_code, check_lams, layer_objective
@@ -132,10 +132,11 @@ def _screen(op: Operator) -> ScreenedStep | None:
 
 def _effective(ops: list[Operator], screen: ScreenedStep | None) -> ConvDictionary | None:
     """The effective dictionary :math:`D_1\\cdots D_L` (THEORY.md §1) of a screened chain
-    (:func:`_screen`), composed in float64 and rounded once to the working dtype; ``None``
-    without a screened step."""
-    if screen is None or not all(isinstance(op, ConvChain) and len(op.layers) == 1
-                                 for op in ops):
+    (:func:`_screen`) of two layers or more into fewer than
+    :data:`~mlverify.model.dictionary.SPARSE_MIN_OUT` channels (where scattering whole atoms
+    pays), composed in float64 and rounded once to the working dtype; else ``None``."""
+    if (screen is None or len(ops) < 2 or ops[0].out_shape[0] >= SPARSE_MIN_OUT
+            or not all(isinstance(op, ConvChain) and len(op.layers) == 1 for op in ops)):
         return None
     layers = [op.layers[0] for op in ops]
     effective = ConvDictionary(layers[0].filters.astype(np.float64))
