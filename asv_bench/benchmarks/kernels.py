@@ -61,7 +61,9 @@ class Conv2DSecondLayer:
 
 
 class SynthesizeDensity:
-    """Dense vs sparse-aware synthesis across code densities (sets the automatic switch)."""
+    """Dense vs sparse-aware synthesis across code densities (sets the automatic switch); into
+    this one channel, the sparse-aware synthesis scatters whole atoms
+    (:func:`mlverify.kernels.cpu_sparse.scatter_synthesis`)."""
 
     params = (["float32"], [0.005, 0.02, 0.05, 0.1, 0.2], ["dense", "sparse"])
     param_names = ["dtype", "density", "method"]
