@@ -45,12 +45,15 @@ except ImportError:  # pragma: no cover - depends on the environment
 #: ``scipy.fft`` on 36×256×256 float32, 2 threads).
 FFTW_SIZE = 1 << 20
 
-#: FFTW's planner rigour. ``FFTW_MEASURE`` times a few candidate plans once, and the
-#: 256×256 float32 forward plan it picked ran 94, 95, 114 and 149 µs in four fresh processes on
-#: the 2-core development machine; ``FFTW_PATIENT``'s ran 98 µs, at 2.2 s of planning (against
-#: 0.25 s) once per shape and machine: the plans are kept on disk (:func:`wisdom_path`). SPORCO's
-#: CBPDN example, time to the gap 1e-3 in three pairs of fresh processes: 476, 548, 524 ms
-#: against 688, 618, 555 ms with ``FFTW_MEASURE``.
+#: FFTW's planner rigour for single-threaded plans (the row sweeps' one-row transforms, which
+#: carry the ADMM): ``FFTW_MEASURE`` times a few candidate plans once, and the 256×256 float32
+#: forward plan it picked ran 94, 95, 114 and 149 µs in four fresh processes on the 2-core
+#: development machine; ``FFTW_PATIENT``'s ran 98 µs, at 2.2 s of planning (against 0.25 s) once
+#: per shape and machine: the plans are kept on disk (:func:`wisdom_path`). SPORCO's CBPDN
+#: example, time to the gap 1e-3 in three pairs of fresh processes: 476, 548, 524 ms against 688,
+#: 618, 555 ms with ``FFTW_MEASURE``. Multi-threaded (batched) plans stay ``FFTW_MEASURE``:
+#: ``FFTW_PATIENT`` planned a 36×256×256 forward transform on 2 threads in 23.7 s against
+#: 0.17 s, for 1.85 against 1.99 ms.
 PLANNER = "FFTW_PATIENT"
 #: Planning that takes longer than this (seconds) made new plans: the wisdom is saved.
 NEW_PLANS_SECONDS = 0.05
@@ -145,8 +148,9 @@ class RealDFT:
     The arrays live here, so a solver iterates on them without copies: :attr:`real_in` →
     :meth:`forward` → :attr:`spectrum` → :meth:`backward` → :attr:`real_out` (the backward
     transform overwrites :attr:`spectrum`). Large transforms (:data:`FFTW_SIZE`) run FFTW plans
-    (:data:`PLANNER`, made once per shape and machine), smaller ones ``scipy.fft``; both compute the
-    unnormalised forward and the normalised backward transform, equal up to rounding.
+    (:data:`PLANNER` for one thread, made once per shape and machine), smaller ones
+    ``scipy.fft``; both compute the unnormalised forward and the normalised backward transform,
+    equal up to rounding.
 
     Parameters
     ----------
@@ -177,12 +181,13 @@ class RealDFT:
             self.real_in = pyfftw.empty_aligned(shape, dtype=dtype)
             self.spectrum = pyfftw.empty_aligned(spectrum_shape, dtype=cdtype)
             self.real_out = pyfftw.empty_aligned(shape, dtype=dtype)
+            planner = PLANNER if workers == 1 else "FFTW_MEASURE"
             with kept_wisdom():
                 self._forward = pyfftw.FFTW(self.real_in, self.spectrum, axes=self.axes,
-                                            threads=workers, flags=(PLANNER,))
+                                            threads=workers, flags=(planner,))
                 self._backward = pyfftw.FFTW(self.spectrum, self.real_out, axes=self.axes,
                                              direction="FFTW_BACKWARD", threads=workers,
-                                             flags=(PLANNER, "FFTW_DESTROY_INPUT"))
+                                             flags=(planner, "FFTW_DESTROY_INPUT"))
         else:
             self.real_in = np.zeros(shape, dtype)
             self.spectrum = np.zeros(spectrum_shape, cdtype)
