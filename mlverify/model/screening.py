@@ -30,6 +30,7 @@ screened iterations after it). After a plain step the headrooms are stale: the n
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -99,7 +100,7 @@ class ScreenedStep:
         self._returned: np.ndarray | None = None  # the array of the last screened call
         self._counts = np.zeros(batch * height * width, dtype=np.int64)
         self._scratch: list[tuple[np.ndarray, np.ndarray]] = []  # windows, products per worker
-        self._collected: list[tuple[np.ndarray, np.ndarray]] = []  # atoms, values per worker
+        self._collected = (np.empty(0, np.int32), np.empty(0, layer.dtype))  # atoms, values
 
     @classmethod
     def fits(cls, layer: ConvDictionary) -> bool:
@@ -241,44 +242,42 @@ class ScreenedStep:
     def _compute_active(self, positions: np.ndarray, compressed: tuple, lines: np.ndarray,
                         scale, betas: np.ndarray, kind: int,
                         out: np.ndarray) -> tuple[int, float, tuple]:
-        """Outputs, headrooms and drifts of the active ``positions`` (sorted): the
-        threads take consecutive shares, each gathering :data:`WINDOW_BLOCK` windows at a
-        time into one matrix product on a single BLAS thread (no BLAS thread pool competing
-        with the kernels'); returns the count of non-finite values before the threshold,
+        """Outputs, headrooms and drifts of the active ``positions`` (sorted), in chunks of up
+        to :data:`WINDOW_BLOCK` consecutive positions: each worker takes the next free chunk
+        (balanced when a core is slowed, by another process say), gathers its windows into one
+        matrix product on a single BLAS thread (no BLAS thread pool competing with the
+        kernels') and stores it. Returns the count of non-finite values before the threshold,
         :math:`\\sum (out - codes)^2` over the positions and the non-zeros of ``out`` there in
-        the layout of :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros` (each share's, in
-        position order, concatenated)."""
+        the layout of :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`; both are reduced in
+        chunk order, so they do not depend on which worker took which chunk."""
         layer = self.layer
         counts = self._counts
         counts.fill(0)
         height, width = self.active.shape[1:]
         threads = max(1, min(cpu.thread_count(), -(-positions.size // WINDOW_BLOCK)))
-        shares = np.array_split(positions, threads)
-        block = min(WINDOW_BLOCK, max(share.size for share in shares))
-        bad, squares, stored = [0] * threads, [0.0] * threads, [0] * threads
+        block = max(1, min(WINDOW_BLOCK, -(-positions.size // threads)))
+        starts = np.arange(0, positions.size, block)
+        bad, stored = np.zeros(starts.size, np.int64), np.zeros(starts.size, np.int64)
+        squares = np.zeros(starts.size)
         while len(self._scratch) < threads:  # per worker, kept between calls
             self._scratch.append((np.empty((WINDOW_BLOCK, self.window), layer.dtype),
                                   np.empty((WINDOW_BLOCK, layer.n_atoms), layer.dtype)))
-        collected = [self._collection(worker, share.size * layer.n_atoms)
-                     for worker, share in enumerate(shares)]
+        atoms, values = self._collection(positions.size * layer.n_atoms)
+        claim = itertools.count()  # next() on it is atomic: each chunk once
 
         def work(worker: int) -> None:
-            share = shares[worker]
             windows, products = self._scratch[worker]
-            atoms, values = collected[worker]
-            for start in range(0, share.size, block):
-                chunk = share[start:start + block]
+            while (c := next(claim)) < starts.size:
+                chunk = positions[starts[c]:starts[c] + block]
                 rows, correlations = windows[:chunk.size], products[:chunk.size]
                 screening.gather_windows(self.padded, chunk, height, width, layer.n_channels,
                                          rows)
                 with np.errstate(all="ignore"):  # non-finite values are counted in the store
                     np.matmul(rows, self.weights, out=correlations)
-                counted = screening.store_active(
+                region = starts[c] * layer.n_atoms  # room for every atom of the chunk
+                bad[c], squares[c], stored[c] = screening.store_active(
                     correlations, chunk, *compressed, scale, betas, kind, out, self.headroom,
-                    lines, counts, atoms[stored[worker]:], values[stored[worker]:])
-                bad[worker] += counted[0]
-                squares[worker] += counted[1]
-                stored[worker] += counted[2]
+                    lines, counts, atoms[region:], values[region:])
 
         if positions.size:
             with _blas_controller().limit(limits=1, user_api="blas"):
@@ -287,20 +286,17 @@ class ScreenedStep:
         self.drift.reshape(-1)[positions] = self.rounding * self.energy.reshape(-1)[positions]
         offsets = np.zeros(counts.size + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        filled = list(zip(collected, stored, strict=True))
-        nonzeros = (offsets, np.concatenate([atoms[:n] for (atoms, _), n in filled]),
-                    np.concatenate([values[:n] for (_, values), n in filled]))
-        return sum(bad), sum(squares), nonzeros
+        regions = [(first * layer.n_atoms, n) for first, n in zip(starts, stored, strict=True)]
+        nonzeros = (offsets, np.concatenate([atoms[:0], *(atoms[r:r + n] for r, n in regions)]),
+                    np.concatenate([values[:0], *(values[r:r + n] for r, n in regions)]))
+        return int(bad.sum()), float(squares.sum()), nonzeros
 
-    def _collection(self, worker: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """The worker's buffers for the atoms and values of up to ``size`` collected non-zeros
-        (kept between calls, replaced by larger ones when short)."""
-        while len(self._collected) <= worker:
-            self._collected.append((np.empty(0, np.int32), np.empty(0, self.layer.dtype)))
-        if self._collected[worker][0].size < size:
-            self._collected[worker] = (np.empty(size, np.int32),
-                                       np.empty(size, self.layer.dtype))
-        return self._collected[worker]
+    def _collection(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Buffers for the atoms and values of up to ``size`` collected non-zeros (kept between
+        calls, replaced by larger ones when short)."""
+        if self._collected[0].size < size:
+            self._collected = (np.empty(size, np.int32), np.empty(size, self.layer.dtype))
+        return self._collected
 
 
 @functools.cache

@@ -188,6 +188,34 @@ def test_expensive_screening_falls_back_to_the_plain_step(dtype, monkeypatch):
 
 
 @pytest.mark.usefixtures("always_screen")
+def test_results_do_not_depend_on_which_worker_takes_which_chunk(monkeypatch):
+    """Workers take the next free chunk of positions: the outputs, the step's length and the
+    collected non-zeros are the same bit for bit whether the workers share the chunks or the
+    last one takes them all (here: run one after the other, in reverse order)."""
+    layer, signal = planted(23, np.float32, (48, 40))
+    eta = 0.9 / layer.spectral_norm((48, 40)) ** 2
+    beta = 0.3 * float(np.abs(layer.analyze(signal)).max()) * eta
+    monkeypatch.setattr(screening, "WINDOW_BLOCK", 64)  # many chunks on this small grid
+    monkeypatch.setattr(screening.cpu, "thread_count", lambda: 3)
+    results = []
+    for in_order in (True, False):
+        if not in_order:
+            monkeypatch.setattr(screening.fft, "run_workers", lambda task, threads: [
+                task(worker) for worker in reversed(range(threads))])
+        step = screening.ScreenedStep(layer, (48, 40))
+        codes = np.zeros((layer.n_atoms, 48, 40), np.float32)
+        for _ in range(3):
+            codes = step(codes, signal, eta, beta, "relu")
+            assert step.key is not None
+        results.append((codes, step.distance, step.nonzeros))
+    (codes, distance, nonzeros), (codes2, distance2, nonzeros2) = results
+    np.testing.assert_array_equal(codes, codes2)
+    assert distance == distance2
+    for a, b in zip(nonzeros, nonzeros2, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.usefixtures("always_screen")
 def test_a_new_step_size_starts_new_intervals():
     layer, signal = planted(7, np.float64, (16, 16))
     step = screening.ScreenedStep(layer, (16, 16))
