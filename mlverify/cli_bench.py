@@ -29,8 +29,10 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for every contender (default: Numba's count; 1 for "
                        "csc1d, whose peer is single-threaded)")
-    bench.add_argument("--out", metavar="DIR", default="reports",
-                       help="directory of the report files (default: reports)")
+    bench.add_argument("--out", metavar="DIR", default=None,
+                       help="directory of the report files (default: reports for the full run "
+                       "of every comparison; reports/partial for --quick or a subset, so that "
+                       "a partial run never replaces the full report)")
     bench.set_defaults(run=_cmd_bench, parser=bench)
     return bench
 
@@ -59,6 +61,17 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
             verdict = "" if m.met is None else ("  [green]goal met[/green]" if m.met
                                                 else f"  [red]goal {m.goal:g}× not met[/red]")
             console.print(f"  {m.name}: ratio {m.ratio:.2f}{verdict}")
-    for path in write_report(comparisons, Path(args.out)):
+    for path in write_report(comparisons, out_dir(args.out, names, args.quick)):
         console.print(f"wrote {path}")
     return 0
+
+
+def out_dir(out: str | None, names: list[str], quick: bool) -> Path:
+    """Where ``mlverify bench`` writes: ``out`` when given, else ``reports`` for the full run of
+    every comparison and ``reports/partial`` for a quick run or a subset."""
+    from .bench.suite import COMPARISONS
+
+    if out is not None:
+        return Path(out)
+    full = not quick and set(names) == set(COMPARISONS)
+    return Path("reports") if full else Path("reports") / "partial"

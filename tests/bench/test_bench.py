@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +108,17 @@ def test_cli_bench_list_and_bad_usage(capsys):
     assert "cbpdn" in capsys.readouterr().out
     assert main(["bench", "nope"]) == 2
     assert main(["bench", "--threads", "0", "kernels"]) == 2
+
+
+def test_partial_runs_do_not_replace_the_full_report():
+    from mlverify.bench.suite import COMPARISONS
+    from mlverify.cli_bench import out_dir
+
+    every = list(COMPARISONS)
+    assert out_dir(None, every, quick=False) == Path("reports")
+    assert out_dir(None, every, quick=True) == Path("reports") / "partial"
+    assert out_dir(None, every[:1], quick=False) == Path("reports") / "partial"
+    assert out_dir("mine", every[:1], quick=True) == Path("mine")
 
 
 def test_basis_pursuit_stops_for_the_bench_callback():
