@@ -57,6 +57,7 @@ import numpy as np
 from .._validate import ENGINES, check_engine, check_positive, check_positive_int
 from ..kernels import cpu
 from ..model.dictionary import SPARSE_MIN_OUT, ConvDictionary
+from ..model.mlcsc import MLCSC
 from ..model.screening import ScreenedStep
 from ._linear import ConvChain, Operator, layer_operators
 from ._problem_p import check_code, check_lams, layer_objective
@@ -139,10 +140,8 @@ def _effective(ops: list[Operator], screen: ScreenedStep | None) -> ConvDictiona
             or not all(isinstance(op, ConvChain) and len(op.layers) == 1 for op in ops)):
         return None
     layers = [op.layers[0] for op in ops]
-    effective = ConvDictionary(layers[0].filters.astype(np.float64))
-    for layer in layers[1:]:
-        effective = effective.compose(ConvDictionary(layer.filters.astype(np.float64)))
-    return ConvDictionary(effective.filters.astype(layers[0].dtype))
+    wide = MLCSC([ConvDictionary(layer.filters.astype(np.float64)) for layer in layers])
+    return ConvDictionary(wide.effective(len(layers)).filters.astype(layers[0].dtype))
 
 
 def _signal_synthesis(ops: list[Operator], screen: ScreenedStep | None,
