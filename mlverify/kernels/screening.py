@@ -47,7 +47,7 @@ from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ._memory import copy_run
-from ._scalar import KIND_RELU, shrink
+from ._scalar import KIND_HARD, KIND_RELU, KIND_SOFT, shrink
 
 #: Relative inflation of the float64 window norms (sums of at most ~10⁶ float64 terms, each
 #: rounding by at most 2⁻⁵³ relative: far below 1e-9).
@@ -176,10 +176,11 @@ def screen(code_offsets, code_atoms, code_values, headroom, drift, change, energ
     :math:`s\\,q \\pm \\mathrm{spread}[f]\\,d_p` thresholds (``kind``, per-atom ``beta``) to
     zero. Otherwise ``active[b, y, x]`` is set, unless the position's residual window is zero
     (``energy`` 0): there :math:`q = 0` exactly, ``out = T(base)`` and the drift restarts at
-    zero. ``out`` is zero at the other inactive positions (:func:`store_active` overwrites the
-    active ones). Returns the number of non-finite base values at the zero-window positions,
-    :math:`\\sum (out - base)^2` over the inactive positions (float64; the base is zero there
-    but at the zero windows) and the number of non-zero outputs at the zero windows.
+    zero. ``out`` is zero at the other positions, the active ones included
+    (:func:`store_active` writes only their non-zeros). Returns the number of non-finite base
+    values at the zero-window positions, :math:`\\sum (out - base)^2` over the inactive
+    positions (float64; the base is zero there but at the zero windows) and the number of
+    non-zero outputs at the zero windows.
     """
     batch, atoms, height, width = out.shape
     relu = kind == KIND_RELU
@@ -237,6 +238,42 @@ def gather_windows(padded, positions, height, width, channels, windows):  # prag
             copy_run(windows, (j * n1 + ty) * length, padded, start + ty * row_length, length)
 
 
+#: Bits of a word: :func:`store_active` marks each position's kept atoms in 64-bit masks.
+WORD = 64
+#: Multiplying eight bytes that are each 0 or 1 by this constant gathers them, byte ``i`` at
+#: bit ``56 + i``, into the top byte of the product (bytes in little-endian order).
+_GATHER_BYTES = np.uint64(0x0102040810204080)
+
+
+@njit(inline="always", cache=True)
+def _position_values(q, bases, limits, lines, new, allowances, scale,
+                     kind):  # pragma: no cover - compiled
+    """The outputs ``new[f] = T(bases[f] + scale·q[f])`` of one position and the least
+    :func:`allowance` over its atoms; returns ``(bad, headroom)``, ``bad`` the count of
+    non-finite ``bases + scale·q``.
+
+    ``kind`` is a constant at each call site, so that the loops vectorise (as do a per-atom
+    threshold ``limits[f]`` read without a modulo, and two loops over few arrays rather than
+    one). ``allowances`` has a power-of-two length, its entries past the atoms ``+inf``: the
+    minimum is a tree of element-wise minima, which vectorise where a running minimum does
+    not (a NaN allowance, of a non-finite ``q``, is left out; its call is discarded anyway)."""
+    bad = 0
+    for f in range(q.shape[0]):
+        v = scale * q[f]
+        v += bases[f]
+        new[f] = shrink(v, limits[f], kind)
+        bad += not np.isfinite(v)
+    for f in range(q.shape[0]):
+        allowances[f] = allowance(q[f], lines, f, kind == KIND_RELU)
+    width = allowances.shape[0] // 2
+    while width:
+        for f in range(width):
+            h = allowances[f + width]
+            allowances[f] = h if h < allowances[f] else allowances[f]
+        width //= 2
+    return bad, allowances[0]
+
+
 @njit(nogil=True, cache=True)
 def store_active(products, positions, code_offsets, code_atoms, code_values, scale, beta, kind,
                  out, headroom, lines, counts, channels, values):  # pragma: no cover - compiled
@@ -246,82 +283,78 @@ def store_active(products, positions, code_offsets, code_atoms, code_values, sca
     :func:`allowance` over the atoms (``lines``: :func:`headroom_lines`; the caller resets the
     positions' drift).
 
-    The positions (sorted) go by runs of consecutive columns of one row: a run's products are
-    transposed into an atom-major scratch and its codes scattered into another, and then each
-    atom finishes the run along contiguous rows of these, ``out`` and ``headroom`` (serial,
-    without the GIL: one worker's share). The non-zeros of ``out`` at the positions are
-    collected in the layout of :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`:
+    Position by position (serial, without the GIL: one worker's share): the codes are
+    scattered into an atom-long row, the outputs computed along the position's contiguous row
+    of ``products`` (:func:`_position_values`), and the atoms that are non-zero in the output
+    or the base marked in 64-bit masks (bytes of 0/1 flags gathered eight at a time by one
+    multiplication). Only the marked atoms are visited after that: they carry every term of
+    :math:`\\sum (out - base)^2` (the others are exactly zero), and the non-zeros of ``out``
+    among them are written (``out`` must be zero at the positions: :func:`screen` cleared it)
+    and collected in the layout of :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`:
     ``counts[p]`` per position (the flat ``(B, H, W)`` index), and their atoms and values
-    appended to ``channels`` and ``values``, position by position, atoms in increasing order
-    (the atom loop marks them in a bit mask per position; each position then reads back only
-    its marked entries). Returns the count of non-finite ``base + scale·q``,
-    :math:`\\sum (out - base)^2` over the positions (float64) and the number of non-zeros
-    appended.
+    appended to ``channels`` and ``values``, position by position, atoms in increasing order.
+    Returns the count of non-finite ``base + scale·q``, :math:`\\sum (out - base)^2` over the
+    positions (float64) and the number of non-zeros appended.
     """
-    atoms, height, width = out.shape[1:]
-    relu = kind == KIND_RELU
-    n = products.shape[0]
-    columns = np.empty((atoms, width), dtype=products.dtype)  # a run's products, atom-major
-    run_bases = np.empty((atoms, width), dtype=out.dtype)  # and its codes
-    run_squares = np.empty(width)
-    words = (atoms + 63) // 64
-    run_masks = np.empty((words, width), dtype=np.uint64)  # bit f % 64 of word f // 64: kept
+    atoms = out.shape[1]
+    plane = out.shape[2] * out.shape[3]
+    flat = out.reshape(-1)
+    rooms = headroom.reshape(-1)
+    limits = np.empty(atoms, out.dtype)
+    for f in range(atoms):
+        limits[f] = beta[f % beta.shape[0]]
+    bases = np.zeros(atoms, out.dtype)
+    new = np.empty(atoms, out.dtype)
+    size = 1
+    while size < atoms:
+        size *= 2
+    allowances = np.full(size, np.inf)
+    words = (atoms + WORD - 1) // WORD
+    flags = np.zeros(words * WORD, np.uint8)
+    packed = flags.view(np.uint64)  # eight flags per entry
     bad = 0
     squares = 0.0
     stored = 0
-    start = 0
-    while start < n:
-        first = positions[start]
-        x0 = first % width
-        stop = start + 1
-        while stop < n and x0 + stop - start < width and positions[stop] == first + stop - start:
-            stop += 1
-        length = stop - start
-        b = first // (height * width)
-        y = (first // width) % height
-        run_bases[:, :length] = 0.0
-        for j in range(length):
-            for f in range(atoms):
-                columns[f, j] = products[start + j, f]
-            for k in range(code_offsets[first + j], code_offsets[first + j + 1]):
-                run_bases[code_atoms[k], j] = code_values[k]
-        room = headroom[b, y, x0:x0 + length]
-        room[:] = np.inf
-        run_squares[:length] = 0.0
-        run_masks[:, :length] = 0
-        # Three loops per atom, each over few arrays: with more, LLVM's runtime alias checks
-        # exceed its limit and the loop is not vectorised.
+    for j in range(products.shape[0]):
+        p = positions[j]
+        b = p // plane
+        pixel = p - b * plane
+        q = products[j]
+        for k in range(code_offsets[p], code_offsets[p + 1]):
+            bases[code_atoms[k]] = code_values[k]
+        if kind == KIND_RELU:
+            found, room = _position_values(q, bases, limits, lines, new, allowances, scale,
+                                           KIND_RELU)
+        elif kind == KIND_SOFT:
+            found, room = _position_values(q, bases, limits, lines, new, allowances, scale,
+                                           KIND_SOFT)
+        else:
+            found, room = _position_values(q, bases, limits, lines, new, allowances, scale,
+                                           KIND_HARD)
+        bad += found
+        rooms[p] = room
         for f in range(atoms):
-            correlations = columns[f]
-            for j in range(length):
-                h = allowance(correlations[j], lines, f, relu)
-                room[j] = h if h < room[j] else room[j]  # NaN (q not finite) is left out
-            limit = beta[f % beta.shape[0]]
-            bases = run_bases[f]
-            row = out[b, f, y, x0:x0 + length]
-            mask = run_masks[f // 64]
-            bit = np.uint64(1) << np.uint64(f % 64)
-            for j in range(length):
-                v = scale * correlations[j]
-                v += bases[j]
-                value = shrink(v, limit, kind)
-                row[j] = value
-                bad += not np.isfinite(v)
-                mask[j] |= bit if value != 0.0 else np.uint64(0)
-            for j in range(length):
-                moved = np.float64(row[j]) - np.float64(bases[j])
-                run_squares[j] += moved * moved
-        for j in range(length):
-            squares += run_squares[j]
-            before = stored
-            for word in range(words):  # the kept atoms, lowest bit first: increasing order
-                mask = run_masks[word, j]
-                while mask:
-                    f = word * 64 + trailing_zeros(mask)
+            flags[f] = (new[f] != 0.0) | (bases[f] != 0.0)
+        total = 0.0
+        before = stored
+        for w in range(words):
+            mask = np.uint64(0)
+            for byte in range(WORD // 8):
+                gathered = (packed[w * (WORD // 8) + byte] * _GATHER_BYTES) >> np.uint64(56)
+                mask |= gathered << np.uint64(8 * byte)
+            while mask:  # the marked atoms, lowest bit first: increasing order
+                f = w * WORD + trailing_zeros(mask)
+                mask &= mask - np.uint64(1)
+                value = new[f]
+                moved = np.float64(value) - np.float64(bases[f])
+                total += moved * moved
+                if value != 0.0:
                     channels[stored] = f
-                    values[stored] = out[b, f, y, x0 + j]
+                    values[stored] = value
+                    flat[(b * atoms + f) * plane + pixel] = value
                     stored += 1
-                    mask &= mask - np.uint64(1)
-            counts[first + j] = stored - before
-        start = stop
+        squares += total
+        counts[p] = stored - before
+        for k in range(code_offsets[p], code_offsets[p + 1]):
+            bases[code_atoms[k]] = 0.0
     return bad, squares, stored
