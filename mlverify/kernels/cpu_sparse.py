@@ -33,6 +33,8 @@ from .cpu import finish
 #: benchmark's layer 2, 256 columns took 32.6 ms against 33.9 ms for 64 (float32; float64 63.6
 #: against 66.1 ms for 32).
 BLOCK_BYTES = 64 * 1024
+#: Bands of source rows per batch element in :func:`scatter_synthesis` (its parallel tasks).
+SCATTER_BANDS = 16
 
 
 def block_width(out: np.ndarray) -> int:
@@ -202,10 +204,11 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
     return bad, nonzero
 
 
-def scatter_band(height: int, batch: int = 1) -> int:
-    """Source rows per task of :func:`scatter_synthesis`: about four tasks per thread."""
-    wanted = 4 * numba.get_num_threads()
-    return max(1, -(-height // max(1, -(-wanted // max(batch, 1)))))
+def scatter_band(height: int) -> int:
+    """Source rows per task of :func:`scatter_synthesis`: :data:`SCATTER_BANDS` bands per batch
+    element. The bands fix the order in which the fold sums the buffers, so they depend on the
+    grid only, never on the thread count (the results do not either)."""
+    return max(1, -(-height // SCATTER_BANDS))
 
 
 @njit(inline="always", cache=True)
@@ -241,26 +244,29 @@ def scatter_synthesis(offsets, channels, values, filters, out, band):  # pragma:
             \\sum_{(f, v)\\,\\in\\,\\Gamma[b, :, y, x]} v\\, A[f, c, t_y, t_x],
 
     with the codes given by :func:`pixel_nonzeros` (``offsets``, ``channels``, ``values``) and
-    ``filters`` :math:`A` of shape ``(m, c, n1, n2)`` (C-contiguous); ``out (B, c, H, W)`` is
-    overwritten. For dictionaries with few output channels and large atoms (an effective
-    dictionary :math:`D_1 D_2`, one channel, 12×12), where :func:`correlate_sparse`, vectorised
-    over the output channels, has nothing to vectorise.
+    the atoms ``filters`` channels-last, :math:`A[f, c, t_y, t_x]` at ``filters[f, t_y, t_x,
+    c]`` (shape ``(m, n1, n2, c)``, C-contiguous); ``out (B, c, H, W)`` is overwritten. For
+    dictionaries with few output channels and large atoms (an effective dictionary
+    :math:`D_1 D_2`, one channel, 12×12), where :func:`correlate_sparse`, vectorised over the
+    output channels, has nothing to vectorise, and for sparse codes into many channels.
 
     Each pixel's non-zeros are first combined into one patch :math:`\\sum v A_f` (contiguous
-    runs of ``c·n1·n2`` values, four atoms per pass), which is then added once into the task's
-    buffer. A task owns ``band`` source rows of one batch element and a private buffer of
-    ``band + n1 - 1`` rows and ``W + n2 - 1`` columns per channel; a second pass sums, per
-    output row, the buffer rows that land on it (periodically, the overhangs folded back), so
-    no two threads write the same element.
+    runs of ``n1·n2·c`` values, four atoms per pass), which is then added once into the task's
+    channels-last buffer: each of its ``n1`` rows is one contiguous run of ``n2·c`` values
+    there. A task owns ``band`` source rows of one batch element and a private buffer of
+    ``band + n1 - 1`` rows of ``(W + n2 - 1)·c`` values; a second pass sums, per output row,
+    the buffer rows that land on it (periodically, the overhangs folded back) and stores it
+    channel by channel, so no two threads write the same element.
     """
     batch, n_c, height, width = out.shape
-    n1, n2 = filters.shape[2], filters.shape[3]
-    size = n_c * n1 * n2
+    n1, n2 = filters.shape[1], filters.shape[2]
+    size = n1 * n2 * n_c
+    run = n2 * n_c  # one patch row
     flat = filters.reshape(filters.shape[0], size)
     n_bands = (height + band - 1) // band
     rows = band + n1 - 1
-    cols = width + n2 - 1
-    buffers = np.zeros((batch * n_bands, n_c, rows, cols), dtype=out.dtype)
+    cols = (width + n2 - 1) * n_c
+    buffers = np.zeros((batch * n_bands, rows, cols), dtype=out.dtype)
     for task in prange(batch * n_bands):
         b = task // n_bands
         r0 = (task % n_bands) * band
@@ -272,25 +278,27 @@ def scatter_synthesis(offsets, channels, values, filters, out, band):  # pragma:
                 if offsets[p] == offsets[p + 1]:
                     continue
                 _combine(patch, flat, channels, values, offsets[p], offsets[p + 1])
-                for c in range(n_c):
-                    for ty in range(n1):
-                        line = buffer[c, y - r0 + ty, x:x + n2]
-                        part = patch[(c * n1 + ty) * n2:(c * n1 + ty + 1) * n2]
-                        for tx in range(n2):
-                            line[tx] += part[tx]
-    for task in prange(batch * n_c * height):
-        b = task // (n_c * height)
-        c = (task // height) % n_c
+                for ty in range(n1):
+                    line = buffer[y - r0 + ty, x * n_c:x * n_c + run]
+                    part = patch[ty * run:(ty + 1) * run]
+                    for q in range(run):
+                        line[q] += part[q]
+    inside = width * n_c
+    for task in prange(batch * height):
+        b = task // height
         y = task % height
-        line = out[b, c, y]
-        line[:] = 0
+        total = np.zeros(inside, dtype=out.dtype)
         for t in range(n_bands):
             i = (y - t * band) % height
             while i < rows:  # every row of band t's buffer that lands on output row y
-                source = buffers[b * n_bands + t, c, i]
-                for x in range(width):
-                    line[x] += source[x]
-                for x in range(width, cols):
-                    line[x % width] += source[x]
+                source = buffers[b * n_bands + t, i]
+                for q in range(inside):
+                    total[q] += source[q]
+                for q in range(inside, cols):  # the overhang, which may wrap more than once
+                    total[q % inside] += source[q]
                 i += height
+        for c in range(n_c):
+            line = out[b, c, y]
+            for x in range(width):
+                line[x] = total[x * n_c + c]
     return out

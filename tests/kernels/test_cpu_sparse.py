@@ -159,24 +159,31 @@ def dictionaries(draw):
 def test_scatter_synthesis_matches_reference(seed, shape, density, band, dtype):
     """Scattered synthesis = NumPy oracle, for any band of source rows, atoms larger than the
     signal (windows wrapping more than once), 1 to 7 non-zeros per pixel (the four-atom
-    passes of the patches) and empty codes."""
+    passes of the patches), 1 to 3 channels (the channels-last patches) and empty codes."""
     batch, atoms, channels, height, width, n1, n2 = shape
     rng = np.random.default_rng(seed)
     codes = sparse_array(rng, (batch, atoms, height, width), density, dtype)
     filters = rng.standard_normal((atoms, channels, n1, n2)).astype(dtype)
     out = np.full((batch, channels, height, width), np.nan, dtype)
-    cpu_sparse.scatter_synthesis(*cpu_sparse.pixel_nonzeros(codes), filters, out, band)
+    cpu_sparse.scatter_synthesis(*cpu_sparse.pixel_nonzeros(codes),
+                                 np.ascontiguousarray(filters.transpose(0, 2, 3, 1)), out, band)
     expected = reference.synthesize(codes.astype(np.float64), filters.astype(np.float64))
     np.testing.assert_allclose(out, expected, rtol=tolerance(dtype),
                                atol=tolerance(dtype) * max(1.0, np.abs(expected).max()))
 
 
-def test_scatter_band_gives_every_thread_tasks():
+def test_scatter_band_depends_on_the_grid_only():
+    """The bands fix the fold's order of summation: they must not follow the thread count."""
     threads = cpu.thread_count()
-    for height, batch in ((256, 1), (7, 1), (1, 3), (256, 64)):
-        band = cpu_sparse.scatter_band(height, batch)
+    bands = {height: cpu_sparse.scatter_band(height) for height in (256, 7, 1, 33)}
+    try:
+        cpu.set_thread_count(1)
+        assert {height: cpu_sparse.scatter_band(height) for height in bands} == bands
+    finally:
+        cpu.set_thread_count(threads)
+    for height, band in bands.items():
         assert 1 <= band <= height
-        assert batch * -(-height // band) >= min(4 * threads, batch * height)
+        assert -(-height // band) <= cpu_sparse.SCATTER_BANDS
 
 
 @given(dictionaries())
@@ -291,13 +298,17 @@ def test_auto_limit_shrinks_with_the_output_channels():
     ((6, 1, 8, 8), True),  # one channel, 64 taps: whole atoms scattered
     ((6, 2, 9, 8), True),
     ((6, 1, 32), False),  # 1-D, 32 taps: the dense kernel
-    ((6, 3, 8, 8), False),  # three channels: the sparse-input kernel's
+    ((6, 3, 8, 8), True),  # three channels and more: scattered at any size of atom
+    ((6, 8, 3, 3), True),
+    ((4, 32, 3, 3), False),  # SCATTER_MAX_OUT channels: the sparse-input kernel's
 ])
-def test_synthesis_into_few_channels_scatters_large_atoms(dtype, filters_shape, scatters,
-                                                          monkeypatch):
+def test_sparse_synthesis_scatters_atoms_into_fewer_channels(dtype, filters_shape, scatters,
+                                                             monkeypatch):
     """``"auto"`` scatters whole atoms into fewer than SPARSE_MIN_OUT channels with atoms of
-    SCATTER_MIN_TAPS taps or more, up to SCATTER_DENSITY; the same synthesis as the dense
-    kernel and the NumPy oracle."""
+    SCATTER_MIN_TAPS taps or more, up to SCATTER_DENSITY, and into SPARSE_MIN_OUT up to fewer
+    than SCATTER_MAX_OUT channels within the sparse limit (at density 0.3 the dense kernel
+    runs, or into 32 channels the sparse-input kernel); the same synthesis as the NumPy
+    oracle."""
     rng = np.random.default_rng(4)
     D = ConvDictionary(rng.standard_normal(filters_shape).astype(dtype))
     spatial = (20, 40)[-D.spatial_ndim:]
