@@ -98,6 +98,7 @@ class ScreenedStep:
         #: ``(offsets, channels, values)`` of the last screened output (``pixel_nonzeros``)
         self.nonzeros: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._returned: np.ndarray | None = None  # the array of the last screened call
+        self._syntheses: dict[int, np.ndarray] = {}  # of _returned, by id of the dictionary
         self._counts = np.zeros(batch * height * width, dtype=np.int64)
         self._scratch: list[tuple[np.ndarray, np.ndarray]] = []  # windows, products per worker
         self._collected = (np.empty(0, np.int32), np.empty(0, layer.dtype))  # atoms, values
@@ -140,6 +141,7 @@ class ScreenedStep:
         # the codes compressed: the last output's collected non-zeros when they are its own
         compressed = self.nonzeros if codes is self._returned else None
         self.distance = self.nonzeros = self._returned = None
+        self._syntheses.clear()
         key = (float(step), float(beta), kind)
         if key != self.key:
             self.key = None  # headrooms of another step, or none
@@ -208,20 +210,28 @@ class ScreenedStep:
         ``dictionary``: synthesise by another dictionary of the same atoms instead, by
         scattering whole atoms (:func:`mlverify.kernels.cpu_sparse.scatter_synthesis`); for an
         effective dictionary :math:`D_1\cdots D_L` (few output channels, large atoms).
+
+        Each synthesis is computed once per screened call: asked again (an objective recorded
+        between two iterations, then the next iteration), the same array is returned, so the
+        caller must not modify it.
         """
         if self.nonzeros is None or codes is not self._returned:
             return None
-        layer = self.layer
-        batch, spatial, codes4 = layer._canonical("codes", codes, layer.n_atoms, finite=False)
+        layer = self.layer if dictionary is None else dictionary
+        if id(layer) in self._syntheses:
+            return self._syntheses[id(layer)]
+        batch, spatial, codes4 = self.layer._canonical("codes", codes, self.layer.n_atoms,
+                                                       finite=False)
         if dictionary is None:
             out = layer._synthesize_cpu(codes4, "auto", self.nonzeros)
         else:
-            if dictionary.n_atoms != layer.n_atoms or dictionary.dtype != layer.dtype:
-                raise ValueError(f"dictionary must have {layer.n_atoms} atoms of dtype "
-                                 f"{layer.dtype}, got {dictionary!r}")
+            if dictionary.n_atoms != self.layer.n_atoms or dictionary.dtype != self.layer.dtype:
+                raise ValueError(f"dictionary must have {self.layer.n_atoms} atoms of dtype "
+                                 f"{self.layer.dtype}, got {dictionary!r}")
             out = dictionary._scatter_synthesize(self.nonzeros, codes4.shape)
-            layer = dictionary
-        return out.reshape(batch + (layer.n_channels,) + spatial)
+        out = out.reshape(batch + (layer.n_channels,) + spatial)
+        self._syntheses[id(layer)] = out
+        return out
 
     def _buffer(self, out, *inputs) -> np.ndarray:
         """``out`` checked as the output buffer of a call on ``inputs`` (the first: codes)."""

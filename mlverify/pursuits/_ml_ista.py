@@ -60,7 +60,7 @@ from ..model.dictionary import SPARSE_MIN_OUT, ConvDictionary
 from ..model.mlcsc import MLCSC
 from ..model.screening import ScreenedStep
 from ._linear import ConvChain, Operator, layer_operators
-from ._problem_p import check_code, check_lams, layer_objective
+from ._problem_p import chain_objective, check_code, check_lams
 from ._result import PursuitResult
 
 #: An objective above this multiple of F(0) = ½‖y‖² (plus one) is reported as divergence.
@@ -162,6 +162,32 @@ def _signal_synthesis(ops: list[Operator], screen: ScreenedStep | None,
     return screen.synthesis(gamma, effective)
 
 
+def _projections(ops: list[Operator], screen: ScreenedStep | None,
+                 effective: ConvDictionary | None,
+                 gamma: np.ndarray) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The back-projections ``[γ̂_1, …, γ̂_{L-1}, γ]``, :math:`\\hat\\gamma_i =
+    D_{i+1}\\cdots D_L\\gamma`, and :math:`D_1\\hat\\gamma_1` when the effective dictionary gives
+    it cheaply (:func:`_signal_synthesis`; else ``None``). When ``gamma`` is the screened
+    step's last output, :math:`D_L\\gamma` is synthesised from the non-zeros its store collected,
+    once: an objective recorded between two iterations and the next iteration share it
+    (:meth:`ScreenedStep.synthesis`)."""
+    projected = [gamma]
+    for op in reversed(ops[1:]):
+        known = screen.synthesis(gamma) if screen is not None and op is ops[-1] else None
+        projected.append(op.forward(projected[-1]) if known is None else known)
+    projected.reverse()
+    return projected, _signal_synthesis(ops, screen, effective, gamma)
+
+
+def _objective(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, lams,
+               screen: ScreenedStep | None, effective: ConvDictionary | None) -> float:
+    """:math:`F(\\gamma)` (float64) from :func:`_projections`: after a screened step, the
+    syntheses the next iteration will reuse."""
+    projected, signal = _projections(ops, screen, effective, gamma)
+    return chain_objective([ops[0].forward(projected[0]) if signal is None else signal,
+                            *projected], y, lams)
+
+
 def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, nonneg: bool,
            screen: ScreenedStep | None = None, out: np.ndarray | None = None,
            effective: ConvDictionary | None = None):
@@ -174,13 +200,7 @@ def _sweep(ops: list[Operator], y: np.ndarray, gamma: np.ndarray, steps, lams, n
     dictionary ``effective`` (:func:`_effective`), :math:`D_1\\hat\\gamma_1`
     (:func:`_signal_synthesis`).
     """
-    projected = [gamma]
-    for op in reversed(ops[1:]):
-        # the screened step's own output: synthesised from the non-zeros its store collected
-        known = screen.synthesis(gamma) if screen is not None and op is ops[-1] else None
-        projected.append(op.forward(projected[-1]) if known is None else known)
-    projected.reverse()  # [γ̂_1, …, γ̂_{L-1}, γ]
-    signal = _signal_synthesis(ops, screen, effective, gamma)
+    projected, signal = _projections(ops, screen, effective, gamma)
     previous, previous_step = y, 1.0
     for index, (op, base, step, lam) in enumerate(zip(ops, projected, steps, lams, strict=True)):
         # D_i γ̂_i = γ̂_{i-1} is already known for i > 1 (the backward sweep computed it).
@@ -256,7 +276,7 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
             status = "converged"
         if it % check_every and not done and it != max_iter:
             continue
-        objective = layer_objective(ops, y, gamma, lams)
+        objective = _objective(ops, y, gamma, lams, screen, effective)
         for key, value in zip(history, (it, objective, residual, time.perf_counter() - start),
                               strict=True):
             history[key].append(float(value))
@@ -277,11 +297,10 @@ def _run(model, y, lams, mu, t, max_iter, tol, nonneg, engine, x0, check_every, 
         "diverged": f"{name}: objective exceeded {DIVERGENCE_FACTOR:.0e}·(F(0)+1) at iteration "
                     f"{it}",
     }
-    codes = [gamma]
-    for op in reversed(ops[1:]):
-        codes.append(op.forward(codes[-1]))
     return PursuitResult(
-        codes=codes[::-1], n_iter=it, converged=status == "converged", certificate=residual,
+        # after the objective of the last iteration: the syntheses it made
+        codes=_projections(ops, screen, effective, gamma)[0], n_iter=it,
+        converged=status == "converged", certificate=residual,
         certificate_kind="fixed_point_residual", history=history, status=status,
         message=messages[status] + f" (steps mu={steps[:-1]}, t={steps[-1]:.6g})",
     )

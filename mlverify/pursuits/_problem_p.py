@@ -73,12 +73,21 @@ def check_lams(lams, n_layers: int, *, positive: bool) -> np.ndarray:
 
 def layer_objective(ops: Sequence[Operator], y: np.ndarray, gamma: np.ndarray, lams) -> float:
     """:math:`F(\\gamma)` of problem (P) from the per-layer operators, accumulated in float64."""
+    chain = [gamma]
+    for op in reversed(ops):
+        chain.append(op.forward(chain[-1]))
+    return chain_objective(chain[::-1], y, lams)
+
+
+def chain_objective(chain: Sequence[np.ndarray], y: np.ndarray, lams) -> float:
+    """:math:`F(\\gamma)` of problem (P) from the chain
+    :math:`[D^{(L)}\\gamma, D^{(1,L)}\\gamma, \\dots, D^{(L-1,L)}\\gamma, \\gamma]` (the signal's
+    reconstruction, the back-projections, the deepest code), accumulated in float64 (the
+    penalties from the deepest layer up)."""
     value = 0.0
-    v = gamma
-    for op, lam in zip(reversed(ops), reversed(lams), strict=True):
+    for v, lam in zip(reversed(chain[1:]), reversed(lams), strict=True):
         value += float(lam) * float(np.abs(v).sum(dtype=np.float64))
-        v = op.forward(v)
-    residual = v.astype(np.float64) - y.astype(np.float64)
+    residual = chain[0].astype(np.float64) - y.astype(np.float64)
     return 0.5 * float(np.vdot(residual, residual)) + value
 
 

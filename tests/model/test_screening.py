@@ -26,6 +26,7 @@ from mlverify.kernels import screening as kernels
 from mlverify.kernels.cpu_sparse import pixel_nonzeros
 from mlverify.model import screening
 from mlverify.pursuits import _ml_ista
+from mlverify.pursuits._problem_p import ml_objective
 
 EXTENDED = np.longdouble
 
@@ -85,6 +86,7 @@ def check_collected_nonzeros(step, out):
     for collected, expected in zip(step.nonzeros, pixel_nonzeros(canonical), strict=True):
         np.testing.assert_array_equal(collected, expected)
     np.testing.assert_array_equal(step.synthesis(out), step.layer.synthesize(out))
+    assert step.synthesis(out) is step.synthesis(out)  # made once per screened output
     assert step.synthesis(out.copy()) is None
 
 
@@ -291,10 +293,17 @@ def test_ml_ista_with_the_screened_deepest_layer_matches_the_numpy_engine(dtype,
     scale = float(np.abs(oracle.codes[-1]).max())
     np.testing.assert_allclose(fast.codes[-1], oracle.codes[-1], atol=tol * scale)
     assert made[0] is not None and made[0].key is not None
-    used = sum(x is not None for x in scattered)
-    # ML-ISTA's iterates are the screened outputs (all but the first, from zero); ML-FISTA's
-    # extrapolated points are not
-    assert used == (24 if scatter and solver is ml_ista else 0)
+    # the objectives recorded from the screened step's syntheses are the objective's
+    for result in (fast, oracle):
+        assert result.history["objective"][-1] == pytest.approx(
+            ml_objective(layers, signal, result.codes[-1], lams), rel=10 * tol)
+    used = {id(x) for x in scattered if x is not None}  # one array per screened output
+    # ML-ISTA's iterates are the screened outputs (all but the first, from zero), and so is the
+    # last for its objective; ML-FISTA's extrapolated points are not, only the iterates of its
+    # three objectives (iterations 10, 20, 25) are
+    assert len(used) == (0 if not scatter else 25 if solver is ml_ista else 3)
+    # the objectives share their syntheses with the next iteration, the result with the last
+    assert len(used) < sum(x is not None for x in scattered) or not scatter
 
 
 @pytest.mark.usefixtures("always_screen")
