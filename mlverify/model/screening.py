@@ -98,7 +98,7 @@ class ScreenedStep:
         #: ``(offsets, channels, values)`` of the last screened output (``pixel_nonzeros``)
         self.nonzeros: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._returned: np.ndarray | None = None  # the array of the last screened call
-        self._syntheses: dict[int, np.ndarray] = {}  # of _returned, by id of the dictionary
+        self._syntheses: list[tuple[ConvDictionary, np.ndarray]] = []  # of _returned
         self._counts = np.zeros(batch * height * width, dtype=np.int64)
         self._scratch: list[tuple[np.ndarray, np.ndarray]] = []  # windows, products per worker
         self._collected = (np.empty(0, np.int32), np.empty(0, layer.dtype))  # atoms, values
@@ -218,8 +218,9 @@ class ScreenedStep:
         if self.nonzeros is None or codes is not self._returned:
             return None
         layer = self.layer if dictionary is None else dictionary
-        if id(layer) in self._syntheses:
-            return self._syntheses[id(layer)]
+        for made_by, made in self._syntheses:
+            if made_by is layer:
+                return made
         batch, spatial, codes4 = self.layer._canonical("codes", codes, self.layer.n_atoms,
                                                        finite=False)
         if dictionary is None:
@@ -230,7 +231,7 @@ class ScreenedStep:
                                  f"{self.layer.dtype}, got {dictionary!r}")
             out = dictionary._scatter_synthesize(self.nonzeros, codes4.shape)
         out = out.reshape(batch + (layer.n_channels,) + spatial)
-        self._syntheses[id(layer)] = out
+        self._syntheses.append((layer, out))
         return out
 
     def _buffer(self, out, *inputs) -> np.ndarray:
