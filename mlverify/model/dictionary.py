@@ -43,11 +43,10 @@ SCATTER_DENSITY = 0.05
 #: scatters whole atoms (channels-last patches) instead of :func:`mlverify.kernels.cpu_sparse.
 #: correlate_sparse`, within the same density limit. Measured on random codes, 256², 2 threads
 #: (the scattered synthesis's time over correlate_sparse's, compression not included): 32 atoms
-#: 5×5 into 4 / 8 / 12 / 16 channels at densities
-#: 0.01-0.5, 0.34-0.80 in float32 and 0.40-0.88 in float64; 32 atoms 3×3 into 3 and 24
-#: channels 0.49-0.76. Into 32 channels (64 atoms 5×5) it is a draw: 0.98-1.18 float32,
-#: 0.99-1.25 float64 (0.85-0.95 on the CNN benchmark's ML-ISTA iterates, 9 atoms per occupied
-#: pixel).
+#: 5×5 into 4 / 8 / 12 / 16 channels at densities 0.01-0.5, 0.34-0.80 in float32 and 0.40-0.88
+#: in float64; 32 atoms 3×3 into 3 and 24 channels 0.49-0.76. Into 32 channels (64 atoms 5×5)
+#: it is a draw: 0.66-1.25 by dtype, density and non-zeros per pixel, and 0.83-1.15 on the CNN
+#: benchmark's ML-ISTA iterates from one run to the next.
 SCATTER_MAX_OUT = 32
 #: Spatial shapes whose filter spectra a dictionary keeps (:meth:`ConvDictionary.spectra`).
 SPECTRA_KEPT = 2
