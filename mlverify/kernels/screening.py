@@ -16,21 +16,25 @@ bounds how far each correlation can move:
     |s\,q_{k+1}[f, p] - s\,q_k[f, p]| \le |s|\,\|a_f\|_2\,\|(R_{k+1} - R_k)_{p}\|_2,
 
 where :math:`(\cdot)_p` is the ``c × n1 × n2`` window read by position ``p``. So the kernels keep,
-per position, a *drift* :math:`d_p`: the rounding bound of the correlations last computed there,
-:math:`\gamma_K\|R_p\|_2` (any summation order, :math:`K = c\,n_1n_2`,
-:math:`\gamma_K = Ku/(1 - Ku)`; Higham, *Accuracy and Stability of Numerical Algorithms*,
-§3.1), plus the window changes since. Then :math:`s\,q_{now}` lies in
-:math:`s\,q \pm |s|\,\|a_f\|_2\,d_p` in exact arithmetic around the value :math:`q` computed.
-Where the base is zero, the threshold maps all of that interval to zero while
-:math:`c_f + |s|\|a_f\|\,d_p \le \beta_f`, with :math:`c_f = s\,q` for the ReLU and
-:math:`|s\,q|` for soft and hard thresholds; so the kernels keep, instead of the values, the
-position's *headroom* :math:`h_p = \min_f (\beta_f - c_f)/(|s|\,\|a_f\|)`, and the whole position
-is screened (its outputs are exactly zero) while :math:`d_p \le h_p` and its base is zero. The
-other positions are *active*: their correlations for all atoms are computed by one matrix
-product of their windows (:func:`gather_windows`, then BLAS ``gemm``), which resets their
-headroom and drift. Every sum of the test is carried in float64 with an outward margin for its
-rounding, so a screened entry is zero in exact arithmetic on the computed arrays, not merely up
-to rounding.
+per position, a cumulative *drift* :math:`D_p`: the sum of its window's changes since the
+intervals were started, and per position and atom a *level* :math:`l_{p,f}`: the drift at which
+the entry was last computed, minus the rounding bound of that value, :math:`\gamma_K\|R_p\|_2`
+(any summation order, :math:`K = c\,n_1n_2`, :math:`\gamma_K = Ku/(1 - Ku)`; Higham, *Accuracy
+and Stability of Numerical Algorithms*, §3.1), plus the entry's *allowance*
+:math:`(\beta_f - c_f)/(|s|\,\|a_f\|)`, with :math:`c_f = s\,q` for the ReLU and
+:math:`|s\,q|` for soft and hard thresholds. Then :math:`s\,q_{now}` lies within
+:math:`|s|\,\|a_f\|_2\,(D_p - D_p^{then} + \gamma_K\|R_p\|)` of the value :math:`s\,q` computed,
+in exact arithmetic, and where the base is zero the threshold maps all of that interval to zero
+while :math:`D_p \le l_{p,f}`: the entry is zero without being computed. A position whose base
+is zero is screened whole (its outputs are exactly zero) while :math:`D_p \le h_p`, its
+*headroom* :math:`h_p = \min_f l_{p,f}`. The other positions are *active*: at each, the atoms
+whose base is non-zero or whose level the drift exceeds are *needed*, and computed; the others
+keep their levels, which stay valid (each is a statement about the value computed then). The
+needed atoms are computed either by one matrix product of all the active windows and atoms
+(:func:`gather_windows`, then BLAS ``gemm``) or one dot product each
+(:func:`mlverify.kernels._vector.dot_runs`), whichever the caller picks. Every sum of the test
+is carried in float64 with an outward margin for its rounding, so a screened entry is zero in
+exact arithmetic on the computed arrays, not merely up to rounding.
 
 Layouts: codes ``(B, m, H, W)``, read compressed pixel by pixel
 (:func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`: only their non-zeros are touched), residuals
@@ -48,6 +52,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ._memory import copy_run
 from ._scalar import KIND_HARD, KIND_RELU, KIND_SOFT, shrink
+from ._vector import dot_runs
 
 #: Relative inflation of the float64 window norms (sums of at most ~10⁶ float64 terms, each
 #: rounding by at most 2⁻⁵³ relative: far below 1e-9).
@@ -161,6 +166,24 @@ def allowance(q, lines, f, relu):  # pragma: no cover - compiled
     return ((lines[0, f] - t) - lines[2, f]) - abs(t) * MARGIN
 
 
+#: Allowances above this are kept at it: a level stays finite (an infinite allowance, of a
+#: zero atom, would turn the rounding margin of :func:`level` into ``inf - inf``).
+ALLOWANCE_CEILING = 1e300
+
+
+@njit(inline="always", cache=True)
+def level(drift, rounding, room):  # pragma: no cover - compiled
+    """The cumulative drift up to which an entry stays screened: ``(drift - rounding) + room``
+    rounded down, for an entry computed when the position's cumulative drift was ``drift``,
+    with the rounding bound ``rounding`` (:math:`\\gamma_K\\|R_p\\|`) and the allowance
+    ``room`` (:func:`allowance`, kept below :data:`ALLOWANCE_CEILING`). The two sums round by
+    at most :math:`2^{-53}` of ``drift + rounding + |room|`` each and the last difference by
+    as much; :data:`MARGIN` times that (eight roundings) is subtracted. ``drift`` and
+    ``rounding`` are non-negative."""
+    room = min(room, ALLOWANCE_CEILING)
+    return ((drift - rounding) + room) - ((drift + rounding) + abs(room)) * MARGIN
+
+
 @njit(parallel=True, cache=True)
 def screen(code_offsets, code_atoms, code_values, headroom, drift, change, energy, lines, beta,
            kind, out, active):  # pragma: no cover - compiled
@@ -169,17 +192,18 @@ def screen(code_offsets, code_atoms, code_values, headroom, drift, change, energ
     The codes (the base of the step) come compressed pixel by pixel, ``(code_offsets,
     code_atoms, code_values)`` as :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros` gives them:
     a position is occupied when it holds a non-zero (NaN too). ``drift (B, H, W)`` holds the
-    positions' drifts (module docstring), to which this call's window ``change`` is added
-    first (rounded up), and ``headroom (B, H, W)`` the least :func:`allowance` over the atoms
-    of the values last computed (``-inf``: none yet). A position is screened whole when it is
-    not occupied and its drift is at most its headroom: then, for every atom,
-    :math:`s\\,q \\pm \\mathrm{spread}[f]\\,d_p` thresholds (``kind``, per-atom ``beta``) to
-    zero. Otherwise ``active[b, y, x]`` is set, unless the position's residual window is zero
-    (``energy`` 0): there :math:`q = 0` exactly, ``out = T(base)`` and the drift restarts at
-    zero. ``out`` is zero at the other positions, the active ones included
-    (:func:`store_active` writes only their non-zeros). Returns the number of non-finite base
-    values at the zero-window positions, :math:`\\sum (out - base)^2` over the inactive
-    positions (float64; the base is zero there but at the zero windows) and the number of
+    positions' cumulative drifts (module docstring), to which this call's window ``change`` is
+    added first (rounded up), and ``headroom (B, H, W)`` the least level over their atoms
+    (``-inf``: none known). A position is screened whole when it is not occupied and its drift
+    is at most its headroom: then every atom's interval thresholds (``kind``, per-atom
+    ``beta``) to zero. Otherwise ``active[b, y, x]`` is set, unless the position's residual
+    window is zero (``energy`` 0): there :math:`q = 0` exactly, ``out = T(base)`` and the
+    headroom is the :func:`level` of the least allowance of :math:`q = 0` (the atoms' levels
+    are left as they are: lower, still valid). ``out`` is zero at the other positions, the
+    active ones included (:func:`store_active` writes only their non-zeros). Returns the
+    number of non-finite base values at the zero-window positions, :math:`\\sum (out - base)^2`
+    over the inactive positions (float64; the base is zero there but at the zero windows) and
+    the number of
     non-zero outputs at the zero windows.
     """
     batch, atoms, height, width = out.shape
@@ -190,7 +214,7 @@ def screen(code_offsets, code_atoms, code_values, headroom, drift, change, energ
     for task in prange(batch * height):
         b = task // height
         y = task % height
-        empty = np.inf  # the headroom of a zero window (q = 0)
+        empty = np.inf  # the least allowance of a zero window (q = 0)
         for f in range(atoms):
             empty = min(empty, allowance(0.0, lines, f, relu))
             out[b, f, y] = 0.0
@@ -205,9 +229,8 @@ def screen(code_offsets, code_atoms, code_values, headroom, drift, change, energ
             moves[x] = (moves[x] + steps[x]) * (1.0 + MARGIN)
             act[x] = zero[x] != 0.0 and (code_offsets[p + 1] > code_offsets[p]
                                          or not moves[x] <= room[x])
-            if zero[x] == 0.0:  # q = 0 exactly: the same headroom everywhere
-                moves[x] = 0.0
-                room[x] = empty
+            if zero[x] == 0.0:  # q = 0 exactly: every atom's allowance from here
+                room[x] = level(moves[x], 0.0, empty)
                 for k in range(code_offsets[p], code_offsets[p + 1]):  # out = T(base) there
                     f = code_atoms[k]
                     v = code_values[k]
@@ -246,17 +269,17 @@ _GATHER_BYTES = np.uint64(0x0102040810204080)
 
 
 @njit(inline="always", cache=True)
-def _position_values(q, bases, limits, lines, new, allowances, scale,
+def _position_values(q, bases, limits, lines, new, levels, needed, drift, rounding, least, scale,
                      kind):  # pragma: no cover - compiled
-    """The outputs ``new[f] = T(bases[f] + scale·q[f])`` of one position and the least
-    :func:`allowance` over its atoms; returns ``(bad, headroom)``, ``bad`` the count of
-    non-finite ``bases + scale·q``.
+    """The outputs ``new[f] = T(bases[f] + scale·q[f])`` of one position, the :func:`level` of
+    each atom it computed (``needed[f]``; the others keep theirs) and the least level over its
+    atoms; returns ``(bad, headroom)``, ``bad`` the count of non-finite ``bases + scale·q``.
 
     ``kind`` is a constant at each call site, so that the loops vectorise (as do a per-atom
-    threshold ``limits[f]`` read without a modulo, and two loops over few arrays rather than
-    one). ``allowances`` has a power-of-two length, its entries past the atoms ``+inf``: the
-    minimum is a tree of element-wise minima, which vectorise where a running minimum does
-    not (a NaN allowance, of a non-finite ``q``, is left out; its call is discarded anyway)."""
+    threshold ``limits[f]`` read without a modulo, and loops over few arrays each). ``least``
+    has a power-of-two length, its entries past the atoms ``+inf``: the minimum is a tree of
+    element-wise minima, which vectorise where a running minimum does not (a NaN level, of a
+    non-finite ``q``, is left out; its call is discarded anyway)."""
     bad = 0
     for f in range(q.shape[0]):
         v = scale * q[f]
@@ -264,24 +287,36 @@ def _position_values(q, bases, limits, lines, new, allowances, scale,
         new[f] = shrink(v, limits[f], kind)
         bad += not np.isfinite(v)
     for f in range(q.shape[0]):
-        allowances[f] = allowance(q[f], lines, f, kind == KIND_RELU)
-    width = allowances.shape[0] // 2
+        fresh = level(drift, rounding, allowance(q[f], lines, f, kind == KIND_RELU))
+        levels[f] = fresh if needed[f] else levels[f]
+        least[f] = levels[f]
+    width = least.shape[0] // 2
     while width:
         for f in range(width):
-            h = allowances[f + width]
-            allowances[f] = h if h < allowances[f] else allowances[f]
+            h = least[f + width]
+            least[f] = h if h < least[f] else least[f]
         width //= 2
-    return bad, allowances[0]
+    return bad, least[0]
 
 
 @njit(nogil=True, cache=True)
-def store_active(products, positions, code_offsets, code_atoms, code_values, scale, beta, kind,
-                 out, headroom, lines, counts, channels, values):  # pragma: no cover - compiled
-    """Finish the active positions from their correlations ``products[j, f] = q[f, p_j]``:
-    ``out = T_β(base + scale·q)`` as the direct kernels store it (in the dtype), with the base
-    read from the compressed codes (as in :func:`screen`), and ``headroom`` = the least
-    :func:`allowance` over the atoms (``lines``: :func:`headroom_lines`; the caller resets the
-    positions' drift).
+def store_active(products, positions, codes, scale, beta, kind, out, lines, state, rounding,
+                 collected, windows, dots):  # pragma: no cover - compiled
+    """Finish the active positions: ``out = T_β(base + scale·q)`` as the direct kernels store
+    it (in the dtype), with the base read from the compressed ``codes = (offsets, atoms,
+    values)`` (as in :func:`screen`), the atoms' levels and the positions' headrooms.
+
+    ``state = (headroom, levels, drift, energy)``, flat over the positions ``(B·H·W,)`` (levels
+    ``(B·H·W, m)``): an atom is *needed* at a position when its base is non-zero or the
+    position's cumulative drift exceeds its level (:func:`level`); the others are zero in exact
+    arithmetic. With ``dots``, only the needed atoms are computed, each by one fixed-order dot
+    product (:func:`mlverify.kernels._vector.dot_runs`) of the position's window, read in place
+    from ``windows = (padded, weights, c)`` (``weights (m, c·n1·n2)`` in the window's order
+    ``(t_y, t_x, i)``, as :func:`gather_windows` orders it), into ``products[j]``; without,
+    ``products[j, f] = q[f, p_j]`` holds all of them (a matrix product) and all are stored. The
+    computed atoms' levels restart from the drift minus the rounding bound ``rounding ·
+    energy[p]`` (:math:`\\gamma_K\\|R_p\\|`), and ``headroom[p]`` is the least level of the
+    position's atoms.
 
     Position by position (serial, without the GIL: one worker's share): the codes are
     scattered into an atom-long row, the outputs computed along the position's contiguous row
@@ -290,49 +325,76 @@ def store_active(products, positions, code_offsets, code_atoms, code_values, sca
     multiplication). Only the marked atoms are visited after that: they carry every term of
     :math:`\\sum (out - base)^2` (the others are exactly zero), and the non-zeros of ``out``
     among them are written (``out`` must be zero at the positions: :func:`screen` cleared it)
-    and collected in the layout of :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros`:
-    ``counts[p]`` per position (the flat ``(B, H, W)`` index), and their atoms and values
-    appended to ``channels`` and ``values``, position by position, atoms in increasing order.
-    Returns the count of non-finite ``base + scale·q``, :math:`\\sum (out - base)^2` over the
-    positions (float64) and the number of non-zeros appended.
+    and collected in the layout of :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros` into
+    ``collected = (counts, channels, values)``: ``counts[p]`` per position, and their atoms
+    and values appended to ``channels`` and ``values``, position by position, atoms in
+    increasing order. Returns the count of non-finite ``base + scale·q``,
+    :math:`\\sum (out - base)^2` over the positions (float64), the number of non-zeros
+    appended and the number of needed atoms over the positions.
     """
-    atoms = out.shape[1]
-    plane = out.shape[2] * out.shape[3]
+    code_offsets, code_atoms, code_values = codes
+    headroom, levels, drift, energy = state
+    counts, channels, values = collected
+    padded, weights, n_channels = windows
+    atoms, height, width = out.shape[1:]
+    plane = height * width
+    n1 = padded.shape[1] - height + 1
+    length = weights.shape[1] // n1
+    row_length = padded.shape[2]
     flat = out.reshape(-1)
-    rooms = headroom.reshape(-1)
     limits = np.empty(atoms, out.dtype)
     for f in range(atoms):
         limits[f] = beta[f % beta.shape[0]]
     bases = np.zeros(atoms, out.dtype)
     new = np.empty(atoms, out.dtype)
+    needed = np.empty(atoms, np.uint8)
     size = 1
     while size < atoms:
         size *= 2
-    allowances = np.full(size, np.inf)
+    least = np.full(size, np.inf)
     words = (atoms + WORD - 1) // WORD
     flags = np.zeros(words * WORD, np.uint8)
     packed = flags.view(np.uint64)  # eight flags per entry
     bad = 0
     squares = 0.0
     stored = 0
-    for j in range(products.shape[0]):
+    wanted = 0
+    for j in range(positions.shape[0]):
         p = positions[j]
         b = p // plane
         pixel = p - b * plane
         q = products[j]
+        levels_p = levels[p]
+        d = drift[p]
         for k in range(code_offsets[p], code_offsets[p + 1]):
             bases[code_atoms[k]] = code_values[k]
-        if kind == KIND_RELU:
-            found, room = _position_values(q, bases, limits, lines, new, allowances, scale,
-                                           KIND_RELU)
-        elif kind == KIND_SOFT:
-            found, room = _position_values(q, bases, limits, lines, new, allowances, scale,
-                                           KIND_SOFT)
+        count = 0
+        for f in range(atoms):
+            needed[f] = (bases[f] != 0.0) | (not d <= levels_p[f])
+            count += needed[f]
+        wanted += count
+        if dots:
+            start = (b * padded.shape[1] + pixel // width) * row_length + (
+                pixel % width) * n_channels
+            for f in range(atoms):
+                q[f] = 0.0
+                if needed[f]:
+                    q[f] = dot_runs(padded, start, row_length, weights, f * weights.shape[1],
+                                    length, n1)
         else:
-            found, room = _position_values(q, bases, limits, lines, new, allowances, scale,
-                                           KIND_HARD)
+            needed[:] = 1
+        r = rounding * energy[p]
+        if kind == KIND_RELU:
+            found, room = _position_values(q, bases, limits, lines, new, levels_p, needed, d, r,
+                                           least, scale, KIND_RELU)
+        elif kind == KIND_SOFT:
+            found, room = _position_values(q, bases, limits, lines, new, levels_p, needed, d, r,
+                                           least, scale, KIND_SOFT)
+        else:
+            found, room = _position_values(q, bases, limits, lines, new, levels_p, needed, d, r,
+                                           least, scale, KIND_HARD)
         bad += found
-        rooms[p] = room
+        headroom[p] = room
         for f in range(atoms):
             flags[f] = (new[f] != 0.0) | (bases[f] != 0.0)
         total = 0.0
@@ -357,4 +419,4 @@ def store_active(products, positions, code_offsets, code_atoms, code_values, sca
         counts[p] = stored - before
         for k in range(code_offsets[p], code_offsets[p + 1]):
             bases[code_atoms[k]] = 0.0
-    return bad, squares, stored
+    return bad, squares, stored, wanted

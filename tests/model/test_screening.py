@@ -105,7 +105,7 @@ def run_steps(layer, signal, kind, dtype, iterations, spatial, check_intervals=T
         return array[None] if len(spatial) == 2 else array[None, :, None, :]
 
     codes = np.zeros((layer.n_atoms,) + spatial, dtype)
-    inactive = []
+    inactive, needed = [], []
     for _ in range(iterations):
         out = step(codes, signal, eta, beta, kind)
         assert out is not None
@@ -127,17 +127,22 @@ def run_steps(layer, signal, kind, dtype, iterations, spatial, check_intervals=T
         else:
             assert step.distance is None and step.nonzeros is None
         if check_intervals and step.key is not None:
-            # every correlation now stays within the kept headroom minus the drift: c_f ≤ β -
-            # |s|·‖a_f‖·(h_p - d_p), c_f = s·q (ReLU) or |s·q|, wherever the headroom is known
+            # every correlation now stays within each atom's level minus the position's drift,
+            # and within the position's headroom minus it: c_f ≤ β - |s|·‖a_f‖·(l - d_p), with
+            # c_f = s·q (ReLU) or |s·q| and l = l_{p,f} or h_p, wherever they are known
             centre = moved if kind == "relu" else np.abs(moved)
             spread = step.spreads(dtype(-eta))[None, :, None, None]
-            known = np.isfinite(step.headroom)[:, None]
-            room = spread * (step.headroom - step.drift)[:, None]
-            limit = EXTENDED(float(dtype(beta))) - np.where(known, room, 0).astype(EXTENDED)
-            assert np.all((centre <= limit) | ~known)
-            assert known.mean() > 0.5
+            levels = np.moveaxis(step.levels.reshape(step.active.shape + (-1,)), -1, 1)
+            for kept in (levels, step.headroom[:, None]):
+                known = np.isfinite(kept)
+                room = spread * (kept - step.drift[:, None])
+                limit = EXTENDED(float(dtype(beta))) - np.where(known, room, 0).astype(EXTENDED)
+                assert np.all((centre <= limit) | ~known)
+                assert known.mean() > 0.5
         inactive.append(1.0 - float(step.active.mean()))
+        needed.append(step.needed)
         codes = out
+    step.history = needed  # the fraction of needed atoms after each call
     return step, inactive
 
 
@@ -152,6 +157,8 @@ def test_screened_steps_match_the_step_and_keep_valid_intervals(dtype, kind, spa
     assert step.key is not None  # every call went through the screening
     assert step.nonzeros is not None  # and collected its non-zeros (checked at every call)
     assert max(inactive) > 0.2  # and it screened: the test is not vacuous
+    # and both routes ran: matrix products on the first call, dots where few atoms were needed
+    assert min(step.history[:-1]) <= screening.DOT_LIMIT[np.dtype(dtype).itemsize]
 
 
 @pytest.mark.usefixtures("always_screen")
