@@ -203,8 +203,7 @@ def screen(code_offsets, code_atoms, code_values, headroom, drift, change, energ
     active ones included (:func:`store_active` writes only their non-zeros). Returns the
     number of non-finite base values at the zero-window positions, :math:`\\sum (out - base)^2`
     over the inactive positions (float64; the base is zero there but at the zero windows) and
-    the number of
-    non-zero outputs at the zero windows.
+    the number of non-zero outputs at the zero windows.
     """
     batch, atoms, height, width = out.shape
     relu = kind == KIND_RELU
