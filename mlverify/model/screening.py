@@ -51,11 +51,12 @@ NS_GATHER = {4: 0.12, 8: 0.24}
 #: non-zero or whose interval no longer rules out a non-zero output), by single dot products,
 #: when the last call needed at most this fraction of its active positions' atoms; otherwise all
 #: of them, by matrix products (BLAS, register-blocked: 16-18 ns per 800-value float32 dot
-#: against 45-49 ns alone, measured on one core). Measured on the CNN benchmark's layer 2, 22 k
-#: active positions on 2 threads, with 13-21 % of their atoms needed: 10.7-14.1 ms against
-#: 22.3-29.6 ms (float32) and 14.4-18.7 ms against 38.5-44.2 ms (float64), the break-even
-#: near 35 % in both.
-DOT_LIMIT = {4: 0.35, 8: 0.35}
+#: against 45-49 ns alone, measured on one core). Measured on the CNN benchmark's layer 2 (22-24 k
+#: active positions, an Intel Xeon at 2.8 GHz), the same call both ways with more or fewer
+#: levels made unknown: float32 on 2 threads, dots against matrix products, 26.7 against
+#: 32.3 ms at 28 % needed, 30.3 against 32.5 at 43 %, 38.0 against 32.6 at 50 %; float64 on one
+#: thread, 66.7 against 120 ms at 28 %, 100 against 120 at 50 %, 121 against 120 at 64 %.
+DOT_LIMIT = {4: 0.4, 8: 0.55}
 #: Windows per matrix product, at most.
 WINDOW_BLOCK = 1024
 #: The first screened call, which computes every position with a non-zero window, is taken
