@@ -55,7 +55,7 @@ NS_GATHER = {4: 0.12, 8: 0.24}
 #: active positions, an Intel Xeon at 2.8 GHz), the same call both ways with more or fewer
 #: levels made unknown: float32 on 2 threads, dots against matrix products, 30.9 against
 #: 32.3 ms at 35 % needed, 30.3 against 32.5 at 43 %, 38.0 against 32.6 at 50 %; float64 on one
-#: thread, 66.7 against 120 ms at 28 %, 100 against 120 at 50 %, 121 against 120 at 64 %.
+#: thread, 77.9 against 120 ms at 35 %, 100 against 120 at 50 %, 121 against 120 at 64 %.
 DOT_LIMIT = {4: 0.4, 8: 0.55}
 #: Windows per matrix product, at most.
 WINDOW_BLOCK = 1024
