@@ -83,9 +83,16 @@ class CNN(_Model):
     def track_screened_positions(self, prepared, dtype):
         """Fraction of the deepest layer's positions the screening skips (no atom can be
         non-zero there) at the fifth ML-ISTA iteration from the settled iterate."""
-        return cnn.screened_positions(self.net, self.y, self.betas, self.mu, self.t, self.start)
+        return cnn.screening(self.net, self.y, self.betas, self.mu, self.t, self.start)[0]
 
     track_screened_positions.unit = "fraction"
+
+    def track_needed_atoms(self, prepared, dtype):
+        """Fraction of the other positions' atoms the screened step cannot rule out there (and
+        computes, by dot products, when few)."""
+        return cnn.screening(self.net, self.y, self.betas, self.mu, self.t, self.start)[1]
+
+    track_needed_atoms.unit = "fraction"
 
 
 class TorchCNN(_Model):

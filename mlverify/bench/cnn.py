@@ -164,22 +164,27 @@ def _ml_ista_steps(net: MLCSC, y: np.ndarray) -> tuple[float, float]:
     return mu, t
 
 
-def screened_positions(net: MLCSC, y: np.ndarray, betas, mu: float, t: float,
-                       start: np.ndarray, iterations: int = 5) -> float:
-    """Fraction of the deepest layer's positions that the screened step of
-    :func:`mlverify.ml_ista` (:class:`mlverify.model.screening.ScreenedStep`) skips at the
-    ``iterations``-th non-negative iteration from ``start``: no atom can be non-zero there."""
+def screening(net: MLCSC, y: np.ndarray, betas, mu: float, t: float, start: np.ndarray,
+              iterations: int = 5) -> tuple[float, float]:
+    """What the screened step of :func:`mlverify.ml_ista` on the deepest layer
+    (:class:`mlverify.model.screening.ScreenedStep`) computed at the ``iterations``-th
+    non-negative iteration from ``start``: the fraction of the positions it skipped whole (no
+    atom can be non-zero there) and the fraction of the other positions' atoms it needed (could
+    not rule out: :attr:`ScreenedStep.needed`; the atoms it computes when few are). ``(0, 1)``
+    when it took the plain step."""
     from ..pursuits import _linear, _ml_ista
 
     ops, y = _linear.layer_operators(net, y, engine="cpu")
     steps = _ml_ista._steps(ops, mu, t)
     screen = _ml_ista._screen(ops[-1])
     if screen is None:
-        return 0.0
+        return 0.0, 1.0
     gamma = start
     for _ in range(iterations):
         gamma = _ml_ista._sweep(ops, y, gamma, steps, betas, True, screen)
-    return 1.0 - float(screen.active.mean()) if screen.key is not None else 0.0
+    if screen.key is None:
+        return 0.0, 1.0
+    return 1.0 - float(screen.active.mean()), screen.needed
 
 
 def _point(torch, peer: Torch, net: MLCSC, y: np.ndarray, densities, repeat: int) -> dict:
@@ -217,7 +222,7 @@ def _point(torch, peer: Torch, net: MLCSC, y: np.ndarray, densities, repeat: int
         "forward": forward, "iteration": iteration,
         "forward_densities": [density(code) for code in ours.codes],
         "ml_ista_densities": [density(gamma1.numpy()), density(start)],
-        "screened": screened_positions(net, y, betas, mu, t, start, k + 1),
+        "screened": screening(net, y, betas, mu, t, start, k + 1),
         "betas": betas,
     }
 
@@ -273,7 +278,8 @@ def compare(quick: bool = False, threads: int | None = None) -> Comparison:
                     f"{label}, target densities {densities[0]:.1%}/{densities[1]:.1%}: forward "
                     f"pass code densities {forward}; ML-ISTA iteration densities (γ1, γ) {inner} "
                     f"after {SETTLE} iterations from zero; the screened deepest step skipped "
-                    f"{result['screened']:.0%} of its positions at the last timed iteration; "
+                    f"{result['screened'][0]:.0%} of its positions at the last timed "
+                    f"iteration and needed {result['screened'][1]:.0%} of the others' atoms; "
                     f"thresholds {', '.join(f'{b:.4g}' for b in result['betas'])}"
                 )
     finally:
