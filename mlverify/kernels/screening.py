@@ -52,7 +52,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ._memory import copy_run
 from ._scalar import KIND_HARD, KIND_RELU, KIND_SOFT, shrink
-from ._vector import dot_runs
+from ._vector import dot_runs, dot_runs4
 
 #: Relative inflation of the float64 window norms (sums of at most ~10⁶ float64 terms, each
 #: rounding by at most 2⁻⁵³ relative: far below 1e-9).
@@ -338,7 +338,8 @@ def store_active(products, positions, codes, scale, beta, kind, out, lines, stat
     atoms, height, width = out.shape[1:]
     plane = height * width
     n1 = padded.shape[1] - height + 1
-    length = weights.shape[1] // n1
+    window = weights.shape[1]  # c·n1·n2
+    length = window // n1
     row_length = padded.shape[2]
     flat = out.reshape(-1)
     limits = np.empty(atoms, out.dtype)
@@ -347,6 +348,7 @@ def store_active(products, positions, codes, scale, beta, kind, out, lines, stat
     bases = np.zeros(atoms, out.dtype)
     new = np.empty(atoms, out.dtype)
     needed = np.empty(atoms, np.uint8)
+    chosen = np.empty(atoms, np.int64)  # the needed atoms, in increasing order
     size = 1
     while size < atoms:
         size *= 2
@@ -375,11 +377,21 @@ def store_active(products, positions, codes, scale, beta, kind, out, lines, stat
         if dots:
             start = (b * padded.shape[1] + pixel // width) * row_length + (
                 pixel % width) * n_channels
-            for f in range(atoms):
+            k = 0
+            for f in range(atoms):  # the needed atoms listed, branch-free
                 q[f] = 0.0
-                if needed[f]:
-                    q[f] = dot_runs(padded, start, row_length, weights, f * weights.shape[1],
-                                    length, n1)
+                chosen[k] = f
+                k += needed[f]
+            k = 0
+            while k + 4 <= count:  # four at a time: one load of the window for four atoms
+                f0, f1, f2, f3 = chosen[k], chosen[k + 1], chosen[k + 2], chosen[k + 3]
+                q[f0], q[f1], q[f2], q[f3] = dot_runs4(
+                    padded, start, row_length, weights, f0 * window, f1 * window, f2 * window,
+                    f3 * window, length, n1)
+                k += 4
+            for rest in range(k, count):
+                f = chosen[rest]
+                q[f] = dot_runs(padded, start, row_length, weights, f * window, length, n1)
         else:
             needed[:] = 1
         r = rounding * energy[p]

@@ -11,12 +11,18 @@ from hypothesis import strategies as st
 from numba import njit
 from numba.core.errors import TypingError
 
-from mlverify.kernels._vector import dot_runs
+from mlverify.kernels._vector import dot_runs, dot_runs4
 
 
 @njit(cache=True)
 def _dot(x, x_start, x_stride, w, w_start, length, runs):
     return dot_runs(x, x_start, x_stride, w, w_start, length, runs)
+
+
+@njit(cache=True)
+def _dot4(x, x_start, x_stride, w, starts, length, runs):
+    return dot_runs4(x, x_start, x_stride, w, starts[0], starts[1], starts[2], starts[3], length,
+                     runs)
 
 
 def _operands(data, dtype):
@@ -51,6 +57,15 @@ def test_dot_runs_order_does_not_depend_on_where_the_arrays_start(dtype, data, s
     moved_w = np.concatenate([np.zeros(shift + 1, dtype), w])
     assert (_dot(x, x_start, stride, w, w_start, length, runs)
             == _dot(moved_x, x_start + shift, stride, moved_w, w_start + shift + 1, length, runs))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data())
+def test_four_dots_are_the_single_dots_bit_for_bit(dtype, data):
+    (x, x_start, stride, w, w_start, length, runs), _ = _operands(data, dtype)
+    starts = np.array([data.draw(st.integers(0, w_start)) for _ in range(4)])
+    single = [_dot(x, x_start, stride, w, start, length, runs) for start in starts]
+    assert list(_dot4(x, x_start, stride, w, starts, length, runs)) == single
 
 
 def test_dot_runs_sums_exactly_representable_values_exactly():
