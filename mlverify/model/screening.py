@@ -48,15 +48,16 @@ from .dictionary import ConvDictionary
 NS_GEMM = {4: 0.0145, 8: 0.0355}
 NS_GATHER = {4: 0.12, 8: 0.24}
 #: A screened call computes only each active position's needed atoms (those whose base is
-#: non-zero or whose interval no longer rules out a non-zero output), by single dot products,
-#: when the last call needed at most this fraction of its active positions' atoms; otherwise all
-#: of them, by matrix products (BLAS, register-blocked: 16-18 ns per 800-value float32 dot
-#: against 45-49 ns alone, measured on one core). Measured on the CNN benchmark's layer 2 (22-24 k
-#: active positions, an Intel Xeon at 2.8 GHz), the same call both ways with more or fewer
-#: levels made unknown: float32 on 2 threads, dots against matrix products, 30.9 against
-#: 32.3 ms at 35 % needed, 30.3 against 32.5 at 43 %, 38.0 against 32.6 at 50 %; float64 on one
-#: thread, 77.9 against 120 ms at 35 %, 100 against 120 at 50 %, 121 against 120 at 64 %.
-DOT_LIMIT = {4: 0.4, 8: 0.55}
+#: non-zero or whose interval no longer rules out a non-zero output), by single dot products
+#: (four atoms at a time), when the last call needed at most this fraction of its active
+#: positions' atoms; otherwise all of them, by matrix products (BLAS, register-blocked: 14-18 ns
+#: per 800-value float32 dot against 29-33 ns four at a time). Measured on the CNN benchmark's
+#: layer 2 (24 k active positions, 2 threads of an Intel Xeon at 2.8 GHz), the same call both
+#: ways with more or fewer levels made unknown, dots against matrix products: float32 21.5
+#: against 34.1 ms at 32 % needed, 24.6 against 29.2 at 40 %, 27.1 against 28.3 at 47 %, 31.5
+#: against 28.6 at 62 %; float64 26.9 against 45.9 at 32 %, 36.1 against 48.0 at 47 %, 49.1
+#: against 48.1 at 62 %.
+DOT_LIMIT = {4: 0.5, 8: 0.6}
 #: Windows per matrix product, at most.
 WINDOW_BLOCK = 1024
 #: The first screened call, which computes every position with a non-zero window, is taken
