@@ -155,6 +155,8 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
     them eight at a time along that run: each load and store of the accumulator carries eight
     multiply-adds, in a loop long enough to vectorise well however few non-zeros a pixel has.
     The pairs are padded with zeros to a multiple of four (zero times a finite tap adds nothing).
+    The accumulator is then moved tile by tile into channel rows (:func:`_transpose`), which
+    the threshold and store read contiguously.
     """
     batch, n_out, height, width = out.shape
     n_in, n1, n2 = taps.shape[0], taps.shape[1], taps.shape[2]
@@ -169,6 +171,7 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
         xa = xb * block
         xe = min(width, xa + block)
         acc = np.zeros((xe - xa) * n_out, dtype=out.dtype)
+        rows = np.empty((n_out, xe - xa), dtype=out.dtype)
         pair_values = np.empty(n_in * n1 + 4, dtype=values.dtype)
         pair_starts = np.empty(n_in * n1 + 4, dtype=np.int64)
         source_rows = np.empty(n1, dtype=np.int64)  # first pixel of each source row
@@ -196,12 +199,37 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
             first = (j - col_offset - u1 - xa) * n_out  # acc entry of (x = j - δ - u1, o = 0)
             _accumulate(acc[first:first + (u1 - u0 + 1) * n_out], flipped, pair_values,
                         pair_starts, n, (n2 - 1 - u1) * n_out)
+        _transpose(acc, rows, xe - xa)
         for o in range(n_out):
-            bad_row, nonzero_row = finish(out[b, o, y, xa:xe], acc[o:], n_out, base, b, o, y,
+            bad_row, nonzero_row = finish(out[b, o, y, xa:xe], rows[o], base, b, o, y,
                                           xa, scale, beta[o % beta.shape[0]], kind)
             bad += bad_row
             nonzero += nonzero_row
     return bad, nonzero
+
+
+#: Side of the square tiles in which :func:`_transpose` moves the accumulator (a tile of each
+#: layout stays in L1 while it is moved).
+TILE = 16
+
+
+@njit(inline="always", cache=True)
+def _transpose(acc, rows, nx):  # pragma: no cover - compiled
+    """``rows[o, x] = acc[x·n_out + o]`` for ``x < nx``, ``n_out = rows.shape[0]``, tile by
+    tile: the channels-last accumulator of :func:`correlate_sparse` as channel rows, so that its
+    store reads each row contiguously (read in place with a stride of ``n_out``, every value on
+    its own cache line of an accumulator larger than L1, the store took ~30 % of the kernel on
+    the CNN benchmark's layer 2; transposed, the kernel took 33.6 / 19.4 ms against 35.3 / 23.3
+    ms on 1 / 2 threads, best of 12 rounds alternating in one process, median 36.8 / 23.6
+    against 41.8 / 27.2)."""
+    n_out = rows.shape[0]
+    for x0 in range(0, nx, TILE):
+        x1 = min(nx, x0 + TILE)
+        for o0 in range(0, n_out, TILE):
+            o1 = min(n_out, o0 + TILE)
+            for x in range(x0, x1):
+                for o in range(o0, o1):
+                    rows[o, x] = acc[x * n_out + o]
 
 
 def scatter_band(height: int) -> int:

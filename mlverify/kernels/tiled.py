@@ -257,7 +257,7 @@ def scatter_tiles(src, out, first, rows, t1, t2, c1, c2, count1, count2, base, s
             if plain:
                 row[:] = line[:width]
             else:
-                bad_row, nonzero_row = finish(row, line, 1, base, b, o, y, 0, scale,
+                bad_row, nonzero_row = finish(row, line, base, b, o, y, 0, scale,
                                               beta[o % beta.shape[0]], kind)
                 bad += bad_row
                 nonzero += nonzero_row
