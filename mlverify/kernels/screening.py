@@ -310,12 +310,11 @@ def store_active(products, positions, codes, scale, beta, kind, out, lines, stat
     position's cumulative drift exceeds its level (:func:`level`); the others are zero in exact
     arithmetic. With ``dots``, only the needed atoms are computed, each by one fixed-order dot
     product (:func:`mlverify.kernels._vector.dot_runs`; four at a time by
-    :func:`~mlverify.kernels._vector.dot_runs4`, the same bits) of the position's window, read in
-    place
-    from ``windows = (padded, weights, c)`` (``weights (m, c·n1·n2)`` in the window's order
-    ``(t_y, t_x, i)``, as :func:`gather_windows` orders it), into ``products[j]``; without,
-    ``products[j, f] = q[f, p_j]`` holds all of them (a matrix product) and all are stored. The
-    computed atoms' levels restart from the drift minus the rounding bound ``rounding ·
+    :func:`~mlverify.kernels._vector.dot_runs4`, the same bits) of the position's window, read
+    in place from ``windows = (padded, weights, c)`` (``weights (m, c·n1·n2)`` in the window's
+    order ``(t_y, t_x, i)``, as :func:`gather_windows` orders it), into ``products[j]``;
+    without, ``products[j, f] = q[f, p_j]`` holds all of them (a matrix product) and all are
+    stored. The computed atoms' levels restart from the drift minus the rounding bound ``rounding ·
     energy[p]`` (:math:`\\gamma_K\\|R_p\\|`), and ``headroom[p]`` is the least level of the
     position's atoms.
 
