@@ -8,12 +8,12 @@ only the non-zeros of the input and are vectorised over the **output channels**:
 2. :func:`correlate_sparse` computes the same periodic correlation as
    :func:`mlverify.kernels.cpu.correlate`, with the same fused store (``T(base + scale·…)``,
    see :func:`mlverify.kernels.cpu.epilogue`). A task owns a block of one output row,
-   accumulated channels-last in a small ``(block, n_out)`` buffer that stays in the L1 cache.
+   accumulated channels-last in a ``(block, n_out)`` buffer of up to :data:`BLOCK_BYTES`.
    For each source column it gathers the (value, tap) pairs of the column's non-zeros once; with
    the taps ``(n_in, n1, n2, n_out)`` flipped along the columns, every pair then adds along one
    contiguous run of ``taps × n_out`` accumulator entries, eight pairs per pass (see the
-   kernel's docstring). The buffer is transposed back to the ``(n_out, H, W)`` layout when the
-   task stores it, so no two threads write the same element.
+   kernel's docstring). The buffer is transposed tile by tile into channel rows when the task
+   stores it into the ``(n_out, H, W)`` layout, so no two threads write the same element.
 
 Synthesis of sparse codes, analysis of a sparse signal and the Gram operator :math:`D^TD` of
 sparse codes are all this correlation with different taps and offsets (see

@@ -100,10 +100,10 @@ class ScreenedStep:
         self.levels = np.empty((batch * height * width, m))  # per position and atom
         self.energy = np.empty_like(self.change)
         self.active = np.empty((batch, height, width), dtype=np.bool_)
-        # (K, m), K in the order (t_y, t_x, i) of the gathered windows
-        self.weights = np.ascontiguousarray(filters.transpose(2, 3, 1, 0).reshape(self.window, m))
-        self.rows = _aligned((m, self.window), dtype)  # the same, atom by atom, for the dots
-        self.rows[...] = self.weights.T
+        # (m, K), one row per atom, K in the order (t_y, t_x, i) of the windows (the dots read
+        # the rows; the matrix products take the transpose, as fast as a (K, m) copy)
+        self.weights = _aligned((m, self.window), dtype)
+        self.weights[...] = filters.transpose(0, 2, 3, 1).reshape(m, self.window)
         unit = float(np.finfo(dtype).eps) / 2
         self.rounding = self.window * unit / (1 - self.window * unit) * (1 + 1e-6)  # γ_K
         self.norms = layer.atom_norms() * (1 + 1e-12)
@@ -310,12 +310,12 @@ class ScreenedStep:
                     screening.gather_windows(self.padded, chunk, height, width,
                                              layer.n_channels, rows)
                     with np.errstate(all="ignore"):  # non-finite values: counted in the store
-                        np.matmul(rows, self.weights, out=correlations)
+                        np.matmul(rows, self.weights.T, out=correlations)
                 region = starts[c] * layer.n_atoms  # room for every atom of the chunk
                 bad[c], squares[c], stored[c], wanted[c] = screening.store_active(
                     correlations, chunk, compressed, scale, betas, kind, out, lines, state,
                     self.rounding, (counts, atoms[region:], values[region:]),
-                    (self.padded, self.rows, layer.n_channels), dots)
+                    (self.padded, self.weights, layer.n_channels), dots)
 
         if positions.size:
             with _blas_controller().limit(limits=1, user_api="blas"):
