@@ -134,7 +134,7 @@ def residual_windows(synthesized, target, previous, padded, change, energy):  # 
 def headroom_lines(scale, beta: np.ndarray, spread: np.ndarray, relu: bool) -> np.ndarray:
     """Per atom ``f``, the float64 line ``(A_f, B_f, M·|A_f|)`` of :func:`allowance`:
     :math:`A_f = \\beta_f/\\mathrm{spread}_f` and :math:`B_f = s'/\\mathrm{spread}_f` with
-    :math:`s' = s` (ReLU) or :math:`|s|`, so that the headroom of a correlation ``q`` is the
+    :math:`s' = s` (ReLU) or :math:`|s|`, so that the allowance of a correlation ``q`` is the
     line :math:`A_f - B_f q'` (:math:`q' = q` or :math:`|q|`), evaluated without a division. A
     zero ``spread`` (a zero atom, whose correlations are exactly zero) gives the line
     :math:`\\pm\\infty` of :math:`\\beta_f \\ge 0` or :math:`< 0`."""
