@@ -4,11 +4,13 @@ Numba compiles a slice assignment ``dst[a:b] = src[c:d]`` to an element-by-eleme
 generic strides. On the window gathers of the screened step (five runs of 160 float32 values
 per window, 23 k windows) that loop took 6.2 ms on one core, and ``memcpy`` 1.5 ms.
 :func:`copy_run` is that ``memcpy``: a run of contiguous elements between two C-contiguous
-arrays of one dtype, emitted as LLVM's ``memcpy`` intrinsic.
+arrays of one dtype, emitted as LLVM's ``memcpy`` intrinsic. :func:`aligned_empty` makes the
+arrays whose rows the vector kernels of :mod:`._vector` load start on a cache line.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -37,3 +39,19 @@ def copy_run(typingctx, dst, dst_start, src, src_start, count):
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+#: Bytes of a cache line (and of an AVX-512 vector).
+LINE_BYTES = 64
+
+
+def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An empty C-contiguous array whose data starts on a :data:`LINE_BYTES` boundary (NumPy's
+    start on 16): vector loads at multiples of 64 bytes from its start then stay within cache
+    lines. Measured on one core, 800-value float32 dots on an Intel Xeon core: 42-52 ns
+    aligned, 60-78 ns not."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(size + LINE_BYTES, np.uint8)
+    skip = -raw.ctypes.data % LINE_BYTES
+    return raw[skip:skip + size].view(dtype).reshape(shape)

@@ -158,3 +158,223 @@ def dot_runs4(typingctx, x, x_start, x_stride, w, w0, w1, w2, w3, length, runs):
         return context.make_tuple(builder, sig.return_type, sums)
 
     return signature, codegen
+
+
+#: Output channels of one register block of :func:`correlate_rows`: each source vector loaded
+#: serves this many channels.
+GROUP = 4
+#: Vectors along ``x`` of one register block of :func:`correlate_rows` (with :data:`GROUP`,
+#: 16 accumulators and 4 source vectors of the 32 AVX-512 registers).
+ROW_VECTORS = 4
+
+
+@intrinsic
+def correlate_rows(typingctx, dst, dst_start, dst_step, n_out, width, src, src_start,
+                   src_channel, src_row, taps, n_in, n1, n2):
+    r"""Direct correlation sums of ``n_out`` output rows in register blocks:
+
+    .. math::
+
+        dst[d_0 + o\,d_s + x] = \sum_{i < n_{in}} \sum_{t_y < n_1} \sum_{u < n_2}
+            taps[((o\,n_{in} + i)\,n_1 + t_y)\,n_2 + u]\;
+            src[s_0 + i\,s_c + t_y\,s_r + x + u]
+
+    for ``o < n_out`` (a multiple of :data:`GROUP`) and ``x < width``, over flat C-contiguous
+    arrays of one float dtype (``s_r`` may be negative). Each sum is one chain of
+    ``llvm.fmuladd`` from zero in the order ``(i, t_y, u)``, whatever block, vector or scalar
+    tail computes it, so the result depends on neither the alignment nor the width.
+
+    A block holds :data:`GROUP` channels × :data:`ROW_VECTORS` vectors of ``x`` in registers;
+    every source vector loaded serves the :data:`GROUP` channels and every tap (broadcast) the
+    :data:`ROW_VECTORS` vectors, so the block does 16 multiply-adds per 8 loads (LLVM's own
+    vectorisation of the same loop, without ``fastmath``, multiplies and adds separately and
+    stores the sums at every source row). Like Numba's indexing, the ranges are not checked.
+    """
+    integers = (dst_start, dst_step, n_out, width, src_start, src_channel, src_row, n_in, n1,
+                n2)
+    if not (_typed(dst, src, integers) and isinstance(taps, types.Array)
+            and taps.layout == "C" and taps.dtype == dst.dtype and dst.mutable):
+        return None
+    signature = types.void(dst, *[types.intp] * 4, src, *[types.intp] * 3, taps,
+                           *[types.intp] * 3)
+
+    def codegen(context, builder, sig, args):
+        _row_blocks(context, builder, sig.args, args)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _row_blocks(context, builder, arg_types, args):
+    """The code of :func:`correlate_rows`: per group of :data:`GROUP` channels, blocks of
+    :data:`ROW_VECTORS` vectors along ``x``, then single vectors, then single values."""
+    out, out0, out_step, n_out, width, src, src0, src_channel, src_row, taps, n_in, n1, n2 = args
+    scalar = context.get_data_type(arg_types[0].dtype)
+    itemsize = context.get_abi_sizeof(scalar)
+    lanes = VECTOR_BYTES // itemsize
+    vector = ir.VectorType(scalar, lanes)
+    index = ir.IntType(64)
+    out_data = context.make_array(arg_types[0])(context, builder, out).data
+    src_data = context.make_array(arg_types[5])(context, builder, src).data
+    taps_data = context.make_array(arg_types[9])(context, builder, taps).data
+    fused = {kind: cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(kind, [kind] * 3),
+        f"llvm.fmuladd.{f'v{lanes}' if kind is vector else ''}f{itemsize * 8}")
+        for kind in (vector, scalar)}
+    broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    taps_step = builder.mul(builder.mul(n_in, n1), n2)  # from one channel's taps to the next
+    channel = cgutils.alloca_once_value(builder, ir.Constant(index, 0))
+    column = cgutils.alloca_once_value(builder, ir.Constant(index, 0))
+
+    def constant(value):
+        return ir.Constant(index, value)
+
+    def splat(value):
+        single = builder.insert_element(ir.Constant(vector, ir.Undefined), value,
+                                        ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(single, ir.Constant(vector, ir.Undefined), broadcast)
+
+    def block(count, kind):
+        """``GROUP`` channels from ``channel`` × ``count`` values of ``kind`` from ``column``."""
+        step = lanes if kind is vector else 1
+        o, x = builder.load(channel), builder.load(column)
+        sums = [[cgutils.alloca_once(builder, kind) for _ in range(count)] for _ in range(GROUP)]
+        for slot in (slot for row in sums for slot in row):
+            builder.store(ir.Constant(kind, None), slot)  # zero
+        with cgutils.for_range(builder, n_in) as i, cgutils.for_range(builder, n1) as ty:
+            source = builder.add(builder.add(src0, builder.mul(i.index, src_channel)),
+                                 builder.add(builder.mul(ty.index, src_row), x))
+            tap_row = builder.mul(builder.add(builder.mul(builder.add(builder.mul(o, n_in),
+                                                                      i.index), n1),
+                                              ty.index), n2)
+            with cgutils.for_range(builder, n2) as u:
+                start = builder.gep(src_data, [builder.add(source, u.index)])
+                values = [builder.load(builder.bitcast(builder.gep(start, [constant(k * step)]),
+                                                       kind.as_pointer()), align=itemsize)
+                          for k in range(count)]
+                tap = builder.add(tap_row, u.index)
+                for g, row in enumerate(sums):
+                    weight = builder.load(builder.gep(taps_data, [builder.add(
+                        tap, builder.mul(taps_step, constant(g)))]))
+                    if kind is vector:
+                        weight = splat(weight)
+                    for value, slot in zip(values, row, strict=True):
+                        builder.store(builder.call(fused[kind], [weight, value,
+                                                                 builder.load(slot)]), slot)
+        for g, row in enumerate(sums):
+            line = builder.add(out0, builder.add(builder.mul(builder.add(o, constant(g)),
+                                                             out_step), x))
+            for k, slot in enumerate(row):
+                target = builder.gep(out_data, [builder.add(line, constant(k * step))])
+                builder.store(builder.load(slot), builder.bitcast(target, kind.as_pointer()),
+                              align=itemsize)
+        builder.store(builder.add(x, constant(count * step)), column)
+
+    with cgutils.for_range(builder, builder.udiv(n_out, constant(GROUP))):
+        builder.store(constant(0), column)
+        with cgutils.for_range(builder, builder.udiv(width, constant(ROW_VECTORS * lanes))):
+            block(ROW_VECTORS, vector)
+        left = builder.sub(width, builder.load(column))
+        with cgutils.for_range(builder, builder.udiv(left, constant(lanes))):
+            block(1, vector)
+        with cgutils.for_range(builder, builder.sub(width, builder.load(column))):
+            block(1, scalar)
+        builder.store(builder.add(builder.load(channel), constant(GROUP)), channel)
+
+
+#: Register blocks of :func:`window_sums`, in vectors, largest first.
+WINDOW_BLOCKS = (8, 4, 2, 1)
+
+
+@intrinsic
+def window_sums(typingctx, dst, dst_start, width, taps, channels, channel_stride, values,
+                offsets, pixels, shifts, count):
+    r"""The sums of one output pixel of a sparse correlation, all its channels at once:
+
+    .. math::
+
+        dst[d_0 + q] = \sum_{s < count}\;
+            \sum_{offsets[p_s] \le k < offsets[p_s + 1]}
+            values[k]\; taps[channels[k]\,c + shifts[s] + q],
+            \qquad p_s = pixels[s],\ q < width,
+
+    with ``c = channel_stride``: the window's pixels ``p_s`` (compressed non-zeros, as
+    :func:`mlverify.kernels.cpu_sparse.pixel_nonzeros` gives them) each with the offset of its
+    taps. ``width`` is a multiple of the vector's lanes (``64 / itemsize``); the arrays are
+    C-contiguous, ``dst``, ``taps`` and ``values`` of one float dtype. The sums are held in
+    registers, in blocks of :data:`WINDOW_BLOCKS` vectors, while every non-zero of the window
+    adds its tap vector (one load, one fused multiply-add per vector, the value broadcast):
+    each sum is one chain of ``llvm.fmuladd`` from zero in the order of the segments and the
+    non-zeros, whatever block computes it. Like Numba's indexing, the ranges are not checked.
+    """
+    if not (_typed(dst, taps, (dst_start, width, channel_stride, count)) and dst.mutable
+            and isinstance(values, types.Array) and values.dtype == dst.dtype
+            and values.layout == "C"
+            and all(isinstance(a, types.Array) and isinstance(a.dtype, types.Integer)
+                    and a.layout == "C" for a in (channels, offsets, pixels, shifts))):
+        return None
+    signature = types.void(dst, types.intp, types.intp, taps, channels, types.intp, values,
+                           offsets, pixels, shifts, types.intp)
+
+    def codegen(context, builder, sig, args):
+        _window_blocks(context, builder, sig.args, args)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _window_blocks(context, builder, arg_types, args):
+    """The code of :func:`window_sums`."""
+    out0, width, stride, count = args[1], args[2], args[5], args[10]
+    scalar = context.get_data_type(arg_types[0].dtype)
+    itemsize = context.get_abi_sizeof(scalar)
+    lanes = VECTOR_BYTES // itemsize
+    vector = ir.VectorType(scalar, lanes)
+    index = ir.IntType(64)
+    data = [context.make_array(kind)(context, builder, value).data
+            for kind, value in zip(arg_types, args, strict=True) if isinstance(kind, types.Array)]
+    out_data, taps_data, channels_data, values_data, offsets_data, pixels_data, shifts_data = data
+    fused = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                           f"llvm.fmuladd.v{lanes}f{itemsize * 8}")
+    broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    column = cgutils.alloca_once_value(builder, ir.Constant(index, 0))
+
+    def integer(array, position):
+        return builder.sext(builder.load(builder.gep(array, [position])), index)
+
+    def block(count_vectors):
+        q = builder.load(column)
+        sums = [cgutils.alloca_once(builder, vector) for _ in range(count_vectors)]
+        for slot in sums:
+            builder.store(ir.Constant(vector, None), slot)  # zero
+        with cgutils.for_range(builder, count) as s:
+            pixel = integer(pixels_data, s.index)
+            shift = builder.add(integer(shifts_data, s.index), q)
+            first = integer(offsets_data, pixel)
+            last = integer(offsets_data, builder.add(pixel, ir.Constant(index, 1)))
+            with cgutils.for_range(builder, builder.sub(last, first)) as k:
+                at = builder.add(first, k.index)
+                value = builder.insert_element(
+                    ir.Constant(vector, ir.Undefined), builder.load(builder.gep(values_data, [at])),
+                    ir.Constant(ir.IntType(32), 0))
+                value = builder.shuffle_vector(value, ir.Constant(vector, ir.Undefined), broadcast)
+                row = builder.gep(taps_data, [builder.add(
+                    builder.mul(integer(channels_data, at), stride), shift)])
+                for v, slot in enumerate(sums):
+                    tap = builder.load(builder.bitcast(builder.gep(row, [
+                        ir.Constant(index, v * lanes)]), vector.as_pointer()), align=itemsize)
+                    builder.store(builder.call(fused, [value, tap, builder.load(slot)]), slot)
+        target = builder.gep(out_data, [builder.add(out0, q)])
+        for v, slot in enumerate(sums):
+            builder.store(builder.load(slot), builder.bitcast(builder.gep(target, [
+                ir.Constant(index, v * lanes)]), vector.as_pointer()), align=itemsize)
+        builder.store(builder.add(q, ir.Constant(index, count_vectors * lanes)), column)
+
+    largest = ir.Constant(index, WINDOW_BLOCKS[0] * lanes)
+    with cgutils.for_range(builder, builder.udiv(width, largest)):
+        block(WINDOW_BLOCKS[0])
+    for vectors in WINDOW_BLOCKS[1:]:  # each at most once: what is left is below twice its size
+        left = builder.sub(width, builder.load(column))
+        with builder.if_then(builder.icmp_unsigned(">=", left,
+                                                   ir.Constant(index, vectors * lanes))):
+            block(vectors)

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._scalar import KIND_HARD, KIND_NONE, KIND_RELU, KIND_SOFT, shrink
+from ._vector import GROUP, correlate_rows
 
 #: Below this many multiply-adds a kernel call runs on the calling thread only: waking the thread
 #: pool costs ~10 µs on an idle machine and tens of ms on a loaded one, far more than the work.
@@ -120,16 +121,16 @@ def finish(row, acc, base, b, o, y, x0, scale, t, kind):  # pragma: no cover - c
 
 
 @njit(cache=True)
-def _finish_rows(out, b, o, group, y, x0, x1, base, scale, beta, kind):  # pragma: no cover
-    """:func:`finish` of the ``group`` accumulated rows ``out[b, o + k, y, x0:x1]`` in place;
-    returns the summed ``(bad, nonzero)``. (A separate function: Numba's parallel loop lost
-    these counts when they were summed in a loop nested this deep in its body.)"""
+def _finish_rows(out, b, y, x0, x1, base, scale, beta, kind):  # pragma: no cover - compiled
+    """:func:`finish` of every accumulated row ``out[b, o, y, x0:x1]`` in place; returns the
+    summed ``(bad, nonzero)``. (A separate function: Numba's parallel loop lost these counts
+    when they were summed in a loop nested this deep in its body.)"""
     bad = 0
     nonzero = 0
-    for k in range(group):
-        acc = out[b, o + k, y, x0:x1]
-        bad_row, nonzero_row = finish(acc, acc, base, b, o + k, y, x0, scale,
-                                      beta[(o + k) % beta.shape[0]], kind)
+    for o in range(out.shape[1]):
+        acc = out[b, o, y, x0:x1]
+        bad_row, nonzero_row = finish(acc, acc, base, b, o, y, x0, scale,
+                                      beta[o % beta.shape[0]], kind)
         bad += bad_row
         nonzero += nonzero_row
     return bad, nonzero
@@ -169,51 +170,6 @@ def _accumulate_row(acc, ext, taps):  # pragma: no cover - compiled
             e = ext[u:]
             for x in range(length):
                 acc[x] += a * e[x]
-        u += 1
-
-
-@njit(inline="always", cache=True)
-def _accumulate_two_rows_four(acc0, acc1, acc2, acc3, ext0, ext1, taps0,
-                              taps1):  # pragma: no cover - compiled
-    """:func:`_accumulate_two_rows` into four output rows at once, ``taps0``, ``taps1`` of
-    shape ``(4, n)``: the four share each load of ``ext0``, ``ext1`` (one core, in the L1
-    cache: 35-44 against 28-31 GMAC/s float32). Each output row sums in the same order as
-    :func:`_accumulate_two_rows`, so the results are the same bit for bit. The taps are read
-    into scalars first: indexed inside the loop, they were reloaded at every step (5 GMAC/s)."""
-    n = taps0.shape[1]
-    length = acc0.shape[0]
-    u = 0
-    while u + 4 <= n:
-        e = ext0[u:]
-        g = ext1[u:]
-        a00, a01, a02, a03 = taps0[0, u], taps0[0, u + 1], taps0[0, u + 2], taps0[0, u + 3]
-        a10, a11, a12, a13 = taps0[1, u], taps0[1, u + 1], taps0[1, u + 2], taps0[1, u + 3]
-        a20, a21, a22, a23 = taps0[2, u], taps0[2, u + 1], taps0[2, u + 2], taps0[2, u + 3]
-        a30, a31, a32, a33 = taps0[3, u], taps0[3, u + 1], taps0[3, u + 2], taps0[3, u + 3]
-        c00, c01, c02, c03 = taps1[0, u], taps1[0, u + 1], taps1[0, u + 2], taps1[0, u + 3]
-        c10, c11, c12, c13 = taps1[1, u], taps1[1, u + 1], taps1[1, u + 2], taps1[1, u + 3]
-        c20, c21, c22, c23 = taps1[2, u], taps1[2, u + 1], taps1[2, u + 2], taps1[2, u + 3]
-        c30, c31, c32, c33 = taps1[3, u], taps1[3, u + 1], taps1[3, u + 2], taps1[3, u + 3]
-        for x in range(length):
-            e0, e1, e2, e3 = e[x], e[x + 1], e[x + 2], e[x + 3]
-            g0, g1, g2, g3 = g[x], g[x + 1], g[x + 2], g[x + 3]
-            acc0[x] += (a00 * e0 + a01 * e1 + a02 * e2 + a03 * e3) + (
-                c00 * g0 + c01 * g1 + c02 * g2 + c03 * g3)
-            acc1[x] += (a10 * e0 + a11 * e1 + a12 * e2 + a13 * e3) + (
-                c10 * g0 + c11 * g1 + c12 * g2 + c13 * g3)
-            acc2[x] += (a20 * e0 + a21 * e1 + a22 * e2 + a23 * e3) + (
-                c20 * g0 + c21 * g1 + c22 * g2 + c23 * g3)
-            acc3[x] += (a30 * e0 + a31 * e1 + a32 * e2 + a33 * e3) + (
-                c30 * g0 + c31 * g1 + c32 * g2 + c33 * g3)
-        u += 4
-    while u < n:
-        e = ext0[u:]
-        g = ext1[u:]
-        for x in range(length):
-            acc0[x] += taps0[0, u] * e[x] + taps1[0, u] * g[x]
-            acc1[x] += taps0[1, u] * e[x] + taps1[1, u] * g[x]
-            acc2[x] += taps0[2, u] * e[x] + taps1[2, u] * g[x]
-            acc3[x] += taps0[3, u] * e[x] + taps1[3, u] * g[x]
         u += 1
 
 
@@ -268,8 +224,12 @@ def correlate(src, taps, out, row_sign, col_offset, block, band, base, scale, be
     A task owns the output rows ``out[b, :, y, x0:x1]`` of a band of ``band`` rows
     (:func:`tiling`); it first gathers the periodic source segments the band reads into a
     contiguous buffer (so the inner loops have no wrap-around, and each source row is gathered
-    once per band instead of once per output row), then accumulates every output channel from
-    that buffer.
+    once per band instead of once per output row), then computes every output row from that
+    buffer: the channels in groups of :data:`~mlverify.kernels._vector.GROUP` in register
+    blocks of fused multiply-adds (:func:`mlverify.kernels._vector.correlate_rows`), the
+    channels left by the loops of :func:`_accumulate_two_rows` (one multiply and one add per
+    tap, summed in another order: each channel's sums depend only on the shapes, never on the
+    task split or the thread count).
     """
     batch, n_in, height, width = src.shape
     plain = base.size == 0 and scale == 1 and kind == KIND_NONE
@@ -278,6 +238,9 @@ def correlate(src, taps, out, row_sign, col_offset, block, band, base, scale, be
     n_out, n1, n2 = taps.shape[0], taps.shape[2], taps.shape[3]
     n_blocks = (width + block - 1) // block
     n_bands = (height + band - 1) // band
+    grouped = n_out - n_out % GROUP
+    flat_out = out.reshape(out.size)
+    flat_taps = taps.reshape(taps.size)
     for task in prange(batch * n_bands * n_blocks):
         xb = task % n_blocks
         y0 = (task // n_blocks) % n_bands * band
@@ -288,10 +251,11 @@ def correlate(src, taps, out, row_sign, col_offset, block, band, base, scale, be
         span = x1 - x0 + n2 - 1
         # the band's source rows y + row_sign·t_y, y0 <= y < y1, t_y < n1, from the lowest
         first = y0 if row_sign > 0 else y0 - (n1 - 1)
-        ext = np.empty((n_in, y1 - y0 + n1 - 1, span), dtype=src.dtype)
+        n_rows = y1 - y0 + n1 - 1
+        ext = np.empty((n_in, n_rows, span), dtype=src.dtype)
         start = (x0 + col_offset) % width
         for i in range(n_in):
-            for k in range(y1 - y0 + n1 - 1):
+            for k in range(n_rows):
                 row = src[b, i, (first + k) % height]
                 dst = ext[i, k]
                 filled = 0
@@ -301,35 +265,29 @@ def correlate(src, taps, out, row_sign, col_offset, block, band, base, scale, be
                     dst[filled : filled + seg] = row[j : j + seg]
                     filled += seg
                     j = 0
+        flat_ext = ext.reshape(ext.size)
         for y in range(y0, y1):
             lead = y - first  # ext row of t_y = 0; t_y is at lead + row_sign·t_y
-            for o in range(0, n_out, 4):  # four output rows share the source loads
-                group = min(4, n_out - o)
-                for k in range(group):
-                    out[b, o + k, y, x0:x1] = 0.0
+            # the channels in groups of GROUP: register blocks (_vector.correlate_rows)
+            correlate_rows(flat_out, (b * n_out * height + y) * width + x0, height * width,
+                           grouped, x1 - x0, flat_ext, lead * span, n_rows * span,
+                           row_sign * span, flat_taps, n_in, n1, n2)
+            for o in range(grouped, n_out):  # the channels left, one by one
+                acc = out[b, o, y, x0:x1]
+                acc[:] = 0.0
                 for i in range(n_in):
                     for ty in range(0, n1 - 1, 2):
-                        ext0 = ext[i, lead + row_sign * ty]
-                        ext1 = ext[i, lead + row_sign * (ty + 1)]
-                        if group == 4:
-                            _accumulate_two_rows_four(
-                                out[b, o, y, x0:x1], out[b, o + 1, y, x0:x1],
-                                out[b, o + 2, y, x0:x1], out[b, o + 3, y, x0:x1], ext0, ext1,
-                                taps[o:o + 4, i, ty], taps[o:o + 4, i, ty + 1])
-                        else:
-                            for k in range(group):
-                                _accumulate_two_rows(out[b, o + k, y, x0:x1], ext0, ext1,
-                                                     taps[o + k, i, ty], taps[o + k, i, ty + 1])
+                        _accumulate_two_rows(acc, ext[i, lead + row_sign * ty],
+                                             ext[i, lead + row_sign * (ty + 1)], taps[o, i, ty],
+                                             taps[o, i, ty + 1])
                     if n1 % 2:
-                        for k in range(group):
-                            _accumulate_row(out[b, o + k, y, x0:x1],
-                                            ext[i, lead + row_sign * (n1 - 1)],
-                                            taps[o + k, i, n1 - 1])
-                if not plain:
-                    bad_rows, nonzero_rows = _finish_rows(out, b, o, group, y, x0, x1, base,
-                                                          scale, beta, kind)
-                    bad += bad_rows
-                    nonzero += nonzero_rows
+                        _accumulate_row(acc, ext[i, lead + row_sign * (n1 - 1)],
+                                        taps[o, i, n1 - 1])
+            if not plain:
+                bad_rows, nonzero_rows = _finish_rows(out, b, y, x0, x1, base, scale, beta,
+                                                      kind)
+                bad += bad_rows
+                nonzero += nonzero_rows
     return bad, nonzero
 
 

@@ -7,13 +7,12 @@ only the non-zeros of the input and are vectorised over the **output channels**:
    ``B·H·W`` pixels: for each pixel the list of its non-zero channels and values);
 2. :func:`correlate_sparse` computes the same periodic correlation as
    :func:`mlverify.kernels.cpu.correlate`, with the same fused store (``T(base + scale·…)``,
-   see :func:`mlverify.kernels.cpu.epilogue`). A task owns a block of one output row,
-   accumulated channels-last in a ``(block, n_out)`` buffer of up to :data:`BLOCK_BYTES`.
-   For each source column it gathers the (value, tap) pairs of the column's non-zeros once; with
-   the taps ``(n_in, n1, n2, n_out)`` flipped along the columns, every pair then adds along one
-   contiguous run of ``taps × n_out`` accumulator entries, eight pairs per pass (see the
-   kernel's docstring). The buffer is transposed tile by tile into channel rows when the task
-   stores it into the ``(n_out, H, W)`` layout, so no two threads write the same element.
+   see :func:`mlverify.kernels.cpu.epilogue`). A task owns a block of one output row. Each
+   output pixel's sums over all the output channels are held in vector registers while the
+   non-zeros of its window add their taps (:func:`mlverify.kernels._vector.window_sums`), and
+   stored channels-last in a ``(block, n_out)`` buffer of up to :data:`BLOCK_BYTES`. The buffer
+   is transposed tile by tile into channel rows when the task stores it into the
+   ``(n_out, H, W)`` layout, so no two threads write the same element.
 
 Synthesis of sparse codes, analysis of a sparse signal and the Gram operator :math:`D^TD` of
 sparse codes are all this correlation with different taps and offsets (see
@@ -26,12 +25,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ._memory import aligned_empty
+from ._vector import VECTOR_BYTES, window_sums
 from .cpu import finish
 
-#: Bytes of a task's channels-last accumulator (in the L2 cache; the runs stream through it).
-#: Wider blocks gather each source column for more outputs: on the Gram pass of the CNN
-#: benchmark's layer 2, 256 columns took 32.6 ms against 33.9 ms for 64 (float32; float64 63.6
-#: against 66.1 ms for 32).
+#: Bytes of a task's channels-last sums (in the L2 cache until they are transposed into rows).
 BLOCK_BYTES = 64 * 1024
 #: Bands of source rows per batch element in :func:`scatter_synthesis` (its parallel tasks).
 SCATTER_BANDS = 16
@@ -89,42 +87,22 @@ def pixel_nonzeros(src):  # pragma: no cover - compiled
     return offsets, channels, values
 
 
-def flip_taps(taps: np.ndarray) -> np.ndarray:
-    """Taps ``(n_in, n1, n2, n_out)`` in the layout :func:`correlate_sparse` takes: flipped along
-    the columns ``u`` and C-contiguous (callers that correlate repeatedly keep this copy)."""
-    return np.ascontiguousarray(taps[:, :, ::-1, :])
+def sparse_taps(taps: np.ndarray) -> np.ndarray:
+    """Taps ``(n_in, n1, n2, n_out)`` in the layout :func:`correlate_sparse` takes: C-contiguous
+    from a 64-byte boundary, the output channels padded with zeros to a whole number of vectors
+    (:func:`lanes`), so that every tap vector is one cache line (callers that correlate
+    repeatedly keep this copy)."""
+    n_in, n1, n2, n_out = taps.shape
+    width = -(-n_out // lanes(taps.dtype)) * lanes(taps.dtype)
+    padded = aligned_empty((n_in, n1, n2, width), taps.dtype)
+    padded[..., :n_out] = taps
+    padded[..., n_out:] = 0.0
+    return padded
 
 
-@njit(inline="always", cache=True)
-def _accumulate(dst, flipped, pair_values, pair_starts, n, shift):  # pragma: no cover - compiled
-    """``dst[q] += Σ_k pair_values[k]·flipped[pair_starts[k] + shift + q]`` over ``k < n`` (``n``
-    a multiple of 4), eight pairs per pass over ``dst``."""
-    length = dst.shape[0]
-    i = 0
-    while i + 8 <= n:
-        v0, v1, v2, v3 = pair_values[i], pair_values[i + 1], pair_values[i + 2], pair_values[i + 3]
-        v4, v5, v6, v7 = (pair_values[i + 4], pair_values[i + 5], pair_values[i + 6],
-                          pair_values[i + 7])
-        s0, s1, s2, s3 = (pair_starts[i] + shift, pair_starts[i + 1] + shift,
-                          pair_starts[i + 2] + shift, pair_starts[i + 3] + shift)
-        s4, s5, s6, s7 = (pair_starts[i + 4] + shift, pair_starts[i + 5] + shift,
-                          pair_starts[i + 6] + shift, pair_starts[i + 7] + shift)
-        t0, t1, t2, t3 = (flipped[s0:s0 + length], flipped[s1:s1 + length],
-                          flipped[s2:s2 + length], flipped[s3:s3 + length])
-        t4, t5, t6, t7 = (flipped[s4:s4 + length], flipped[s5:s5 + length],
-                          flipped[s6:s6 + length], flipped[s7:s7 + length])
-        for q in range(length):
-            dst[q] += ((v0 * t0[q] + v1 * t1[q]) + (v2 * t2[q] + v3 * t3[q])) + (
-                (v4 * t4[q] + v5 * t5[q]) + (v6 * t6[q] + v7 * t7[q]))
-        i += 8
-    if i < n:
-        v0, v1, v2, v3 = pair_values[i], pair_values[i + 1], pair_values[i + 2], pair_values[i + 3]
-        s0, s1, s2, s3 = (pair_starts[i] + shift, pair_starts[i + 1] + shift,
-                          pair_starts[i + 2] + shift, pair_starts[i + 3] + shift)
-        t0, t1, t2, t3 = (flipped[s0:s0 + length], flipped[s1:s1 + length],
-                          flipped[s2:s2 + length], flipped[s3:s3 + length])
-        for q in range(length):
-            dst[q] += (v0 * t0[q] + v1 * t1[q]) + (v2 * t2[q] + v3 * t3[q])
+def lanes(dtype) -> int:
+    """Values of ``dtype`` in one vector of :func:`mlverify.kernels._vector.window_sums`."""
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
 @njit(parallel=True, cache=True)
@@ -139,28 +117,23 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
             src[b, i, (y + \\rho + s\\,t_y) \\bmod H, (x + u + \\delta) \\bmod W]\\Big)
 
     with ``src`` given by :func:`pixel_nonzeros` (``offsets``, ``channels``, ``values``) and the
-    taps passed flipped along ``u`` (:func:`flip_taps`: ``taps[i, t_y, n2 - 1 - u, o]``,
-    C-contiguous),
-    ``s = row_sign``, ``ρ = row_offset``, ``δ = col_offset``; the trailing ``(base, scale,
-    beta, kind)`` come from :func:`mlverify.kernels.cpu.epilogue` (default: the plain
-    correlation). ``out (B, n_out, H, W)`` may be ``base``; the tasks own blocks of ``block``
-    columns of one output row. Returns ``(bad, nonzero)``: the number of non-finite
+    taps in the layout of :func:`sparse_taps` (``o < n_out = out.shape[1]``, the rest of the
+    last axis zeros), ``s = row_sign``, ``ρ = row_offset``, ``δ = col_offset``; the trailing
+    ``(base, scale, beta, kind)`` come from :func:`mlverify.kernels.cpu.epilogue` (default: the
+    plain correlation). ``out (B, n_out, H, W)`` may be ``base``; the tasks own blocks of
+    ``block`` columns of one output row. Returns ``(bad, nonzero)``: the number of non-finite
     ``base + scale·correlation`` values and of non-zero entries of ``out``.
 
-    Column by column: every non-zero of source column ``j`` (over the ``n1`` source rows of the
-    task's output row) reaches the output columns ``x = j - u - δ`` through its tap ``u``. In
-    the channels-last accumulator ``acc[x, o]`` and the taps flipped along ``u``, the targets
-    of all ``u`` of one non-zero form one contiguous run of ``(u_1 - u_0 + 1)·n_out`` entries,
-    and so do its taps. The task gathers the column's (value, tap offset) pairs once and adds
-    them eight at a time along that run: each load and store of the accumulator carries eight
-    multiply-adds, in a loop long enough to vectorise well however few non-zeros a pixel has.
-    The pairs are padded with zeros to a multiple of four (zero times a finite tap adds nothing).
-    The accumulator is then moved tile by tile into channel rows (:func:`_transpose`), which
-    the threshold and store read contiguously.
+    Pixel by pixel: the ``n1 × n2`` source pixels of an output pixel's window, each with the
+    offset of its taps, go to :func:`mlverify.kernels._vector.window_sums`, which holds all the
+    output channels in vector registers while every non-zero of the window adds its tap vector
+    (one load and one fused multiply-add per vector). The task's sums, channels-last, are then
+    moved tile by tile into channel rows (:func:`_transpose`), which the threshold and store
+    read contiguously.
     """
     batch, n_out, height, width = out.shape
-    n_in, n1, n2 = taps.shape[0], taps.shape[1], taps.shape[2]
-    flipped = taps.reshape(taps.size)
+    n1, n2, n_pad = taps.shape[1], taps.shape[2], taps.shape[3]
+    flat = taps.reshape(taps.size)
     bad = 0
     nonzero = 0
     n_blocks = (width + block - 1) // block
@@ -170,36 +143,23 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
         b = task // (n_blocks * height)
         xa = xb * block
         xe = min(width, xa + block)
-        acc = np.zeros((xe - xa) * n_out, dtype=out.dtype)
+        acc = np.empty((xe - xa) * n_pad, dtype=out.dtype)
         rows = np.empty((n_out, xe - xa), dtype=out.dtype)
-        pair_values = np.empty(n_in * n1 + 4, dtype=values.dtype)
-        pair_starts = np.empty(n_in * n1 + 4, dtype=np.int64)
+        pixels = np.empty(n1 * n2, dtype=np.int64)  # the window's source pixels, (t_y, u)
+        shifts = np.empty(n1 * n2, dtype=np.int64)  # and the offsets of their taps
         source_rows = np.empty(n1, dtype=np.int64)  # first pixel of each source row
         for ty in range(n1):
             source_rows[ty] = (b * height + (y + row_offset + row_sign * ty) % height) * width
-        column = (xa + col_offset) % width
-        # Source column j (unwrapped) reaches the output columns x = j - u - δ, u < n2.
-        for j in range(xa + col_offset, xe + col_offset + n2 - 1):
-            n = 0
-            for ty in range(n1):
-                pixel = source_rows[ty] + column
-                for k in range(offsets[pixel], offsets[pixel + 1]):
-                    pair_values[n] = values[k]
-                    pair_starts[n] = (channels[k] * n1 + ty) * n2 * n_out
-                    n += 1
-            column = column + 1 if column + 1 < width else 0
-            if n == 0:
-                continue
-            while n % 4:
-                pair_values[n] = 0.0
-                pair_starts[n] = 0
-                n += 1
-            u0 = max(0, j - col_offset - xe + 1)
-            u1 = min(n2 - 1, j - col_offset - xa)
-            first = (j - col_offset - u1 - xa) * n_out  # acc entry of (x = j - δ - u1, o = 0)
-            _accumulate(acc[first:first + (u1 - u0 + 1) * n_out], flipped, pair_values,
-                        pair_starts, n, (n2 - 1 - u1) * n_out)
-        _transpose(acc, rows, xe - xa)
+            for u in range(n2):
+                shifts[ty * n2 + u] = (ty * n2 + u) * n_pad
+        for x in range(xa, xe):
+            for u in range(n2):
+                column = (x + u + col_offset) % width
+                for ty in range(n1):
+                    pixels[ty * n2 + u] = source_rows[ty] + column
+            window_sums(acc, (x - xa) * n_pad, n_pad, flat, channels, n1 * n2 * n_pad, values,
+                        offsets, pixels, shifts, n1 * n2)
+        _transpose(acc, n_pad, rows, xe - xa)
         for o in range(n_out):
             bad_row, nonzero_row = finish(out[b, o, y, xa:xe], rows[o], base, b, o, y,
                                           xa, scale, beta[o % beta.shape[0]], kind)
@@ -208,20 +168,19 @@ def correlate_sparse(offsets, channels, values, taps, out, row_sign, row_offset,
     return bad, nonzero
 
 
-#: Side of the square tiles in which :func:`_transpose` moves the accumulator (a tile of each
-#: layout stays in L1 while it is moved).
+#: Side of the square tiles in which :func:`_transpose` moves the sums (a tile of each layout
+#: stays in L1 while it is moved).
 TILE = 16
 
 
 @njit(inline="always", cache=True)
-def _transpose(acc, rows, nx):  # pragma: no cover - compiled
-    """``rows[o, x] = acc[x·n_out + o]`` for ``x < nx``, ``n_out = rows.shape[0]``, tile by
-    tile: the channels-last accumulator of :func:`correlate_sparse` as channel rows, so that its
-    store reads each row contiguously (read in place with a stride of ``n_out``, every value on
-    its own cache line of an accumulator larger than L1, the store took ~30 % of the kernel on
-    the CNN benchmark's layer 2; transposed, the kernel took 33.6 / 19.4 ms against 35.3 / 23.3
-    ms on 1 / 2 threads, best of 12 rounds alternating in one process, median 36.8 / 23.6
-    against 41.8 / 27.2)."""
+def _transpose(acc, stride, rows, nx):  # pragma: no cover - compiled
+    """``rows[o, x] = acc[x·stride + o]`` for ``x < nx``, ``o < rows.shape[0]``, tile by
+    tile: the channels-last sums of :func:`correlate_sparse` as channel rows, so that its
+    store reads each row contiguously (read in place with a stride, every value on its own
+    cache line of a buffer larger than L1, the store took ~30 % of the kernel on the CNN
+    benchmark's layer 2; transposed, the kernel took 33.6 / 19.4 ms against 35.3 / 23.3 ms on
+    1 / 2 threads, best of 12 rounds alternating in one process)."""
     n_out = rows.shape[0]
     for x0 in range(0, nx, TILE):
         x1 = min(nx, x0 + TILE)
@@ -229,7 +188,7 @@ def _transpose(acc, rows, nx):  # pragma: no cover - compiled
             o1 = min(n_out, o0 + TILE)
             for x in range(x0, x1):
                 for o in range(o0, o1):
-                    rows[o, x] = acc[x * n_out + o]
+                    rows[o, x] = acc[x * stride + o]
 
 
 def scatter_band(height: int) -> int:

@@ -157,14 +157,14 @@ class ConvDictionary:
         self._spectral_norms: dict[tuple[int, ...], float] = {}
         self._spectra: dict[tuple[int, ...], dict[np.dtype, np.ndarray]] = {}
         self._synthesis_taps = np.ascontiguousarray(self._f4.transpose(1, 0, 2, 3)[..., ::-1])
-        # The sparse-input kernel takes taps (n_in, n1, n2, n_out), flipped along the columns
-        # (cpu_sparse.flip_taps).
-        self._analysis_taps_t = cpu_sparse.flip_taps(self._f4.transpose(1, 2, 3, 0))
-        self._synthesis_taps_t = cpu_sparse.flip_taps(self._synthesis_taps.transpose(1, 2, 3, 0))
+        # The sparse-input kernel takes taps (n_in, n1, n2, n_out), aligned, the output channels
+        # padded to whole vectors (cpu_sparse.sparse_taps).
+        self._analysis_taps_t = cpu_sparse.sparse_taps(self._f4.transpose(1, 2, 3, 0))
+        self._synthesis_taps_t = cpu_sparse.sparse_taps(self._synthesis_taps.transpose(1, 2, 3, 0))
         # The scattered synthesis takes the atoms channels-last (cpu_sparse.scatter_synthesis).
         self._scatter_taps = np.ascontiguousarray(self._f4.transpose(0, 2, 3, 1))
         self._normal_taps_t: np.ndarray | None = None
-        self._normal_taps_flipped: np.ndarray | None = None
+        self._normal_taps_sparse: np.ndarray | None = None
         self._tiled: dict[tuple, tiled.TiledCorrelation] = {}
 
     def __getstate__(self) -> dict:
@@ -319,7 +319,7 @@ class ConvDictionary:
                 return self._scatter_synthesize(known, codes.shape)
             return self._correlate_sparse(codes, self._synthesis_taps_t, 0,
                                           1 - self._f4.shape[3], row_sign=-1,
-                                          compressed=known)[0]
+                                          compressed=known, synthesis=True)[0]
 
         limit = SCATTER_DENSITY if few and scatter else sparse_limit(self.n_channels)
         return self._choose(codes4, method, limit, sparse, self._dense_synthesize, counts)
@@ -515,20 +515,22 @@ class ConvDictionary:
         return self._normal_taps_t
 
     def _sparse_normal_taps(self) -> np.ndarray:
-        """:meth:`normal_taps` flipped for the sparse kernel (cached)."""
-        if self._normal_taps_flipped is None:
-            self._normal_taps_flipped = cpu_sparse.flip_taps(self.normal_taps())
-        return self._normal_taps_flipped
+        """:meth:`normal_taps` in the sparse kernel's layout (cached)."""
+        if self._normal_taps_sparse is None:
+            self._normal_taps_sparse = cpu_sparse.sparse_taps(self.normal_taps())
+        return self._normal_taps_sparse
 
     def _correlate_sparse(self, src4, taps, row_offset, col_offset, row_sign=1, *finish,
-                          out=None, compressed=None) -> tuple[np.ndarray, int, int]:
+                          out=None, compressed=None,
+                          synthesis=False) -> tuple[np.ndarray, int, int]:
         """:func:`cpu_sparse.correlate_sparse` of ``src4 (B, n_in, H, W)`` with ``taps``
-        (flipped, :func:`cpu_sparse.flip_taps`), the store finished by ``finish = (base, scale,
-        beta, kind)`` as for :func:`mlverify.kernels.cpu.epilogue` (default: the plain
-        correlation) into ``out`` (a new array by default; it may be ``base``). ``compressed`` is
+        (:func:`cpu_sparse.sparse_taps`), the store finished by ``finish = (base, scale, beta,
+        kind)`` as for :func:`mlverify.kernels.cpu.epilogue` (default: the plain correlation)
+        into ``out`` (a new array by default, with a channel per atom or, for the
+        ``synthesis``, per signal channel; it may be ``base``). ``compressed`` is
         :func:`cpu_sparse.pixel_nonzeros` of ``src4``, when the caller has it. Returns ``(out,
         non-finite count, non-zero count)``."""
-        n_out = taps.shape[3]
+        n_out = self.n_channels if synthesis else self.n_atoms
         if out is None:
             out = np.empty((src4.shape[0], n_out) + src4.shape[2:], self.dtype)
         if compressed is None:

@@ -96,7 +96,7 @@ def test_correlate_sparse_every_block_width(case):
     dtype = src.dtype
     want = oracle_correlation(src, taps, row_sign, row_offset, col_offset)
     compressed = cpu_sparse.pixel_nonzeros(src)
-    flipped = cpu_sparse.flip_taps(taps)
+    flipped = cpu_sparse.sparse_taps(taps)
     tol = tolerance(dtype)
     beta = np.abs(np.random.default_rng(0).standard_normal(taps.shape[3])).astype(dtype)
     for block in range(1, src.shape[3] + 1):

@@ -1,6 +1,11 @@
-"""``dot_runs`` (:mod:`mlverify.kernels._vector`) against an extended-precision NumPy oracle:
-within the rounding bound :math:`\\gamma_K\\sum|x_kw_k|`, and summed in an order fixed by the
-lengths alone (the same bits wherever the arrays start in memory)."""
+"""The vector kernels of :mod:`mlverify.kernels._vector` against NumPy oracles.
+
+- ``dot_runs``: against an extended-precision oracle, within the rounding bound
+  :math:`\\gamma_K\\sum|x_kw_k|`, and summed in an order fixed by the lengths alone (the same
+  bits wherever the arrays start in memory);
+- ``correlate_rows`` and ``window_sums``: against the sums written out in NumPy (float64), and
+  each output the same bits whichever register block, vector or scalar tail computes it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from hypothesis import strategies as st
 from numba import njit
 from numba.core.errors import TypingError
 
-from mlverify.kernels._vector import dot_runs, dot_runs4
+from mlverify.kernels._vector import GROUP, correlate_rows, dot_runs, dot_runs4, window_sums
 
 
 @njit(cache=True)
@@ -78,3 +83,82 @@ def test_dot_runs_sums_exactly_representable_values_exactly():
 def test_dot_runs_rejects_mixed_dtypes():
     with pytest.raises(TypingError):
         _dot(np.zeros(4), 0, 0, np.zeros(4, np.float32), 0, 4, 1)
+
+
+@njit(cache=True)
+def _rows(dst, dst_start, dst_step, n_out, width, src, src_start, src_channel, src_row, taps,
+          n_in, n1, n2):
+    correlate_rows(dst, dst_start, dst_step, n_out, width, src, src_start, src_channel, src_row,
+                   taps, n_in, n1, n2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data())
+def test_correlate_rows_equals_the_sums_and_every_column_alone(dtype, data):
+    n_out = GROUP * data.draw(st.integers(1, 3), label="groups")
+    n_in, n1, n2 = (data.draw(st.integers(1, 4), label=name) for name in ("n_in", "n1", "n2"))
+    width = data.draw(st.integers(1, 150), label="width")  # blocks, single vectors and values
+    sign = data.draw(st.sampled_from([1, -1]), label="row sign")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    span = width + n2 - 1
+    src = rng.standard_normal((n_in, n1, span)).astype(dtype)
+    taps = rng.standard_normal((n_out, n_in, n1, n2)).astype(dtype)
+    lead = 0 if sign > 0 else n1 - 1  # source row t_y is lead + sign·t_y
+    want = np.zeros((n_out, width))
+    for i in range(n_in):
+        for ty in range(n1):
+            for u in range(n2):
+                want += np.outer(taps[:, i, ty, u], src[i, lead + sign * ty, u:u + width])
+    got = np.full((n_out, width + 3), np.nan, dtype)
+    _rows(got.reshape(-1), 2, width + 3, n_out, width, src.reshape(-1), lead * span, n1 * span,
+          sign * span, taps.reshape(-1), n_in, n1, n2)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got[:, 2:2 + width], want, rtol=tol, atol=tol * n_in * n1 * n2)
+    assert np.isnan(got[:, :2]).all() and np.isnan(got[:, 2 + width:]).all()
+    alone = np.empty(n_out, dtype)  # each column by the scalar tail: the same chain of sums
+    for x in range(width):
+        _rows(alone, 0, 1, n_out, 1, src.reshape(-1), lead * span + x, n1 * span, sign * span,
+              taps.reshape(-1), n_in, n1, n2)
+        assert np.array_equal(alone, got[:, 2 + x])
+
+
+@njit(cache=True)
+def _window(dst, dst_start, width, taps, channels, stride, values, offsets, pixels, shifts,
+            count):
+    window_sums(dst, dst_start, width, taps, channels, stride, values, offsets, pixels, shifts,
+                count)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data())
+def test_window_sums_equal_the_sums_in_every_block(dtype, data):
+    lanes = 64 // np.dtype(dtype).itemsize
+    vectors = data.draw(st.integers(1, 17), label="vectors")  # every block size, repeated
+    width = vectors * lanes
+    n_in, n_shifts = data.draw(st.integers(1, 5), label="n_in"), data.draw(st.integers(1, 6))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    counts = rng.integers(0, 4, size=8)  # non-zeros of 8 pixels, some empty
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    channels = rng.integers(0, n_in, size=offsets[-1]).astype(np.int32)
+    values = rng.standard_normal(offsets[-1]).astype(dtype)
+    taps = rng.standard_normal(n_in * n_shifts * width).astype(dtype)
+    count = data.draw(st.integers(0, 10), label="segments")
+    pixels = rng.integers(0, 8, size=count).astype(np.int64)
+    shifts = rng.integers(0, n_shifts, size=count).astype(np.int64) * width
+    stride = n_shifts * width
+    want = np.zeros(width)
+    for pixel, shift in zip(pixels, shifts, strict=True):
+        for k in range(offsets[pixel], offsets[pixel + 1]):
+            start = channels[k] * stride + shift
+            want += np.float64(values[k]) * taps[start:start + width]
+    got = np.full(width + lanes, np.nan, dtype)
+    _window(got, lanes, width, taps, channels, stride, values, offsets, pixels, shifts, count)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(got[lanes:], want, rtol=tol, atol=tol * max(1, values.size))
+    assert np.isnan(got[:lanes]).all()
+    one = np.empty(lanes, dtype)  # each vector by the smallest block: the same chain of sums
+    for v in range(vectors):
+        part = taps.reshape(-1, width)[:, v * lanes:(v + 1) * lanes].reshape(-1)
+        _window(one, 0, lanes, part, channels, n_shifts * lanes, values, offsets,
+                pixels, shifts // width * lanes, count)
+        assert np.array_equal(one, got[lanes + v * lanes:lanes + (v + 1) * lanes])
