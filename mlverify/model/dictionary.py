@@ -17,14 +17,16 @@ from ..kernels._scalar import KINDS
 #: :data:`SPARSE_FULL_OUT` output channels: about where it costs as much as the dense one, so a
 #: sparse multiply-add costs ``1 / SPARSE_DENSITY`` dense ones (the cost model of
 #: :meth:`ConvDictionary.normal` and :meth:`ConvDictionary.proximal_gradient_step`). Measured on
-#: 2 cores, 256², 64 atoms over 32 channels 5×5: the sparse analysis matches the dense one near
-#: density 0.7 (float32: 61 against 71 ms at 0.6; float64: 106 against 137 ms); 0.6 keeps a
-#: margin.
-SPARSE_DENSITY = 0.6
-#: The sparse kernel vectorises over the output channels: into fewer than this many its limit
+#: 2 cores of an Intel Xeon, 256², 64 atoms over 32 channels 5×5, both kernels in register
+#: blocks of fused multiply-adds: the sparse analysis matches the dense one near density 0.3 in
+#: float32 (43.0 against 44.0 ms; 37.3 against 49.2 at 0.2, 66.9 against 42.2 at 0.4) and 0.4
+#: in float64 (88.5 against 90.6 ms; 74.3 against 84.0 at 0.3).
+SPARSE_DENSITY = 0.3
+#: The sparse kernels vectorise over the output channels: into fewer than this many their limit
 #: density shrinks in proportion (``SPARSE_DENSITY · n_out / SPARSE_FULL_OUT``). Measured
-#: crossovers (synthesis of 32 atoms 5×5, 256², both dtypes): about 0.3–0.4 into 12 channels,
-#: 0.2 into 8, 0.08 into 4.
+#: crossovers (synthesis of 32 atoms 5×5, 256², the same machine; the atoms scattered, see
+#: :data:`SCATTER_MAX_OUT`): float32 about 0.1 into 16 and 12 channels, 0.05 into 8, 0.02 into
+#: 4; float64 0.15-0.2 into 16, 12 and 8, 0.08 into 4.
 SPARSE_FULL_OUT = 32
 #: Into fewer output channels than this the sparse kernel is never chosen: into 1 or 2 it is
 #: slower than the dense kernel at any measured density (float32, 32 atoms into 2 channels at
