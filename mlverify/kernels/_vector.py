@@ -160,70 +160,121 @@ def dot_runs4(typingctx, x, x_start, x_stride, w, w0, w1, w2, w3, length, runs):
     return signature, codegen
 
 
-#: Output channels of one register block of :func:`correlate_rows`: each source vector loaded
-#: serves this many channels.
+#: Output rows of one register block of :func:`correlate_channels` (each source vector loaded
+#: serves this many channels) and :func:`correlate_channel_rows` (each tap this many rows).
 GROUP = 4
-#: Vectors along ``x`` of one register block of :func:`correlate_rows` (with :data:`GROUP`,
-#: 16 accumulators and 4 source vectors of the 32 AVX-512 registers).
+#: Vectors along ``x`` of one register block of those kernels (with :data:`GROUP`, 16
+#: accumulators and up to 4 source vectors of the 32 AVX-512 registers).
 ROW_VECTORS = 4
 
 
+def _correlate_signature(arguments):
+    """The signature of :func:`correlate_channels` or :func:`correlate_channel_rows` for their
+    ``arguments`` (the arrays ``dst``, ``src`` and ``taps`` in this order, the rest integers),
+    or ``None`` when these do not type."""
+    arrays = [a for a in arguments if isinstance(a, types.Array)]
+    integers = [a for a in arguments if not isinstance(a, types.Array)]
+    if len(arrays) != 3:
+        return None
+    dst, src, taps = arrays
+    if not (_typed(dst, src, integers) and taps.layout == "C" and taps.dtype == dst.dtype
+            and dst.mutable):
+        return None
+    return types.void(*[a if isinstance(a, types.Array) else types.intp for a in arguments])
+
+
 @intrinsic
-def correlate_rows(typingctx, dst, dst_start, dst_step, n_out, width, src, src_start,
-                   src_channel, src_row, taps, n_in, n1, n2):
-    r"""Direct correlation sums of ``n_out`` output rows in register blocks:
+def correlate_channels(typingctx, dst, dst_start, dst_step, rows, width, src, src_start,
+                       src_channel, src_row, taps, taps_start, taps_step, n_in, n1, n2):
+    r"""Direct correlation sums of ``rows`` output channels of one output row:
 
     .. math::
 
-        dst[d_0 + o\,d_s + x] = \sum_{i < n_{in}} \sum_{t_y < n_1} \sum_{u < n_2}
-            taps[((o\,n_{in} + i)\,n_1 + t_y)\,n_2 + u]\;
+        dst[d_0 + g\,d_g + x] = \sum_{i < n_{in}} \sum_{t_y < n_1} \sum_{u < n_2}
+            taps[t_0 + g\,t_g + (i\,n_1 + t_y)\,n_2 + u]\;
             src[s_0 + i\,s_c + t_y\,s_r + x + u]
 
-    for ``o < n_out`` (a multiple of :data:`GROUP`) and ``x < width``, over flat C-contiguous
-    arrays of one float dtype (``s_r`` may be negative). Each sum is one chain of
-    ``llvm.fmuladd`` from zero in the order ``(i, t_y, u)``, whatever block, vector or scalar
-    tail computes it, so the result depends on neither the alignment nor the width.
+    for ``g < rows`` and ``x < width``, over flat C-contiguous arrays of one float
+    dtype (the steps may be negative). Each sum is one chain of ``llvm.fmuladd`` from zero in
+    the order ``(i, t_y, u)``, whatever block, vector or scalar tail computes it (and the same
+    as :func:`correlate_channel_rows` gives it), so the result depends on neither the alignment
+    nor the width.
 
-    A block holds :data:`GROUP` channels × :data:`ROW_VECTORS` vectors of ``x`` in registers;
-    every source vector loaded serves the :data:`GROUP` channels and every tap (broadcast) the
-    :data:`ROW_VECTORS` vectors, so the block does 16 multiply-adds per 8 loads (LLVM's own
-    vectorisation of the same loop, without ``fastmath``, multiplies and adds separately and
-    stores the sums at every source row). Like Numba's indexing, the ranges are not checked.
+    A block holds :data:`GROUP` channels × :data:`ROW_VECTORS` vectors of ``x`` in registers
+    (the channels left, one at a time); each tap (broadcast) serves the :data:`ROW_VECTORS`
+    vectors and each source vector loaded the :data:`GROUP` channels: 16 multiply-adds per 8
+    loads. (LLVM's own vectorisation of the
+    same loop, without ``fastmath``, multiplies and adds separately and stores the sums at
+    every source row.) Like Numba's indexing, the ranges are not checked.
     """
-    integers = (dst_start, dst_step, n_out, width, src_start, src_channel, src_row, n_in, n1,
-                n2)
-    if not (_typed(dst, src, integers) and isinstance(taps, types.Array)
-            and taps.layout == "C" and taps.dtype == dst.dtype and dst.mutable):
+    signature = _correlate_signature((dst, dst_start, dst_step, rows, width, src, src_start,
+                                      src_channel, src_row, taps, taps_start, taps_step, n_in,
+                                      n1, n2))
+    if signature is None:
         return None
-    signature = types.void(dst, *[types.intp] * 4, src, *[types.intp] * 3, taps,
-                           *[types.intp] * 3)
 
     def codegen(context, builder, sig, args):
-        _row_blocks(context, builder, sig.args, args)
+        zero = context.get_constant(types.intp, 0)
+        _row_blocks(context, builder, sig.args[:7] + (types.intp,) + sig.args[7:],
+                    args[:7] + (zero,) + args[7:], shared=True)
         return context.get_dummy_value()
 
     return signature, codegen
 
 
-def _row_blocks(context, builder, arg_types, args):
-    """The code of :func:`correlate_rows`: per group of :data:`GROUP` channels, blocks of
-    :data:`ROW_VECTORS` vectors along ``x``, then single vectors, then single values."""
-    out, out0, out_step, n_out, width, src, src0, src_channel, src_row, taps, n_in, n1, n2 = args
+@intrinsic
+def correlate_channel_rows(typingctx, dst, dst_start, dst_step, rows, width, src, src_start,
+                           src_step, src_channel, src_row, taps, taps_start, n_in, n1, n2):
+    r""":func:`correlate_channels` for ``rows`` output rows of *one* channel, which share its
+    taps:
+
+    .. math::
+
+        dst[d_0 + g\,d_g + x] = \sum_{i < n_{in}} \sum_{t_y < n_1} \sum_{u < n_2}
+            taps[t_0 + (i\,n_1 + t_y)\,n_2 + u]\;
+            src[s_0 + g\,s_g + i\,s_c + t_y\,s_r + x + u],
+
+    each sum the same chain as there. A block of :data:`GROUP` rows loads a source vector per
+    row and tap (16 multiply-adds per 20 loads): for outputs with fewer channels than
+    :data:`GROUP`, where one row at a time would load 5 vectors for 4 multiply-adds.
+    """
+    signature = _correlate_signature((dst, dst_start, dst_step, rows, width, src, src_start,
+                                      src_step, src_channel, src_row, taps, taps_start, n_in,
+                                      n1, n2))
+    if signature is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        zero = context.get_constant(types.intp, 0)
+        _row_blocks(context, builder, sig.args[:12] + (types.intp,) + sig.args[12:],
+                    args[:12] + (zero,) + args[12:], shared=False)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _row_blocks(context, builder, arg_types, args, shared):
+    """The code of :func:`correlate_channels` (``shared``: one source row for all) and
+    :func:`correlate_channel_rows`, from the arguments ``(dst, d_0, d_g, rows, width, src,
+    s_0, s_g, s_c, s_r, taps, t_0, t_g, n_in, n1, n2)``: the rows in groups of :data:`GROUP`,
+    then one by one; along each, blocks of :data:`ROW_VECTORS` vectors, then single vectors,
+    then single values."""
+    (out0, out_step, count_rows, width, src0, src_step, src_channel, src_row, taps0, taps_step,
+     n_in, n1, n2) = args[1:5] + args[6:10] + args[11:]
     scalar = context.get_data_type(arg_types[0].dtype)
     itemsize = context.get_abi_sizeof(scalar)
     lanes = VECTOR_BYTES // itemsize
     vector = ir.VectorType(scalar, lanes)
     index = ir.IntType(64)
-    out_data = context.make_array(arg_types[0])(context, builder, out).data
-    src_data = context.make_array(arg_types[5])(context, builder, src).data
-    taps_data = context.make_array(arg_types[9])(context, builder, taps).data
+    out_data = context.make_array(arg_types[0])(context, builder, args[0]).data
+    src_data = context.make_array(arg_types[5])(context, builder, args[5]).data
+    taps_data = context.make_array(arg_types[10])(context, builder, args[10]).data
     fused = {kind: cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(kind, [kind] * 3),
         f"llvm.fmuladd.{f'v{lanes}' if kind is vector else ''}f{itemsize * 8}")
         for kind in (vector, scalar)}
     broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-    taps_step = builder.mul(builder.mul(n_in, n1), n2)  # from one channel's taps to the next
-    channel = cgutils.alloca_once_value(builder, ir.Constant(index, 0))
+    row = cgutils.alloca_once_value(builder, ir.Constant(index, 0))  # first row of the group
     column = cgutils.alloca_once_value(builder, ir.Constant(index, 0))
 
     def constant(value):
@@ -234,52 +285,61 @@ def _row_blocks(context, builder, arg_types, args):
                                         ir.Constant(ir.IntType(32), 0))
         return builder.shuffle_vector(single, ir.Constant(vector, ir.Undefined), broadcast)
 
-    def block(count, kind):
-        """``GROUP`` channels from ``channel`` × ``count`` values of ``kind`` from ``column``."""
+    def block(height, count, kind):
+        """``height`` rows from ``row`` × ``count`` values of ``kind`` from ``column``."""
         step = lanes if kind is vector else 1
-        o, x = builder.load(channel), builder.load(column)
-        sums = [[cgutils.alloca_once(builder, kind) for _ in range(count)] for _ in range(GROUP)]
-        for slot in (slot for row in sums for slot in row):
+        g0, x = builder.load(row), builder.load(column)
+        rows = [builder.add(g0, constant(g)) for g in range(height)]
+        sums = [[cgutils.alloca_once(builder, kind) for _ in range(count)] for _ in range(height)]
+        for slot in (slot for line in sums for slot in line):
             builder.store(ir.Constant(kind, None), slot)  # zero
+        sources = [builder.add(builder.add(src0, x), builder.mul(g, src_step)) for g in rows]
+        weights = [builder.add(taps0, builder.mul(g, taps_step)) for g in rows]
         with cgutils.for_range(builder, n_in) as i, cgutils.for_range(builder, n1) as ty:
-            source = builder.add(builder.add(src0, builder.mul(i.index, src_channel)),
-                                 builder.add(builder.mul(ty.index, src_row), x))
-            tap_row = builder.mul(builder.add(builder.mul(builder.add(builder.mul(o, n_in),
-                                                                      i.index), n1),
-                                              ty.index), n2)
+            offset = builder.add(builder.mul(i.index, src_channel),
+                                 builder.mul(ty.index, src_row))
+            tap_row = builder.mul(builder.add(builder.mul(i.index, n1), ty.index), n2)
             with cgutils.for_range(builder, n2) as u:
-                start = builder.gep(src_data, [builder.add(source, u.index)])
-                values = [builder.load(builder.bitcast(builder.gep(start, [constant(k * step)]),
-                                                       kind.as_pointer()), align=itemsize)
-                          for k in range(count)]
+                shift = builder.add(offset, u.index)
                 tap = builder.add(tap_row, u.index)
-                for g, row in enumerate(sums):
-                    weight = builder.load(builder.gep(taps_data, [builder.add(
-                        tap, builder.mul(taps_step, constant(g)))]))
+                loaded = {}  # the source vectors, per row (one for all when shared)
+                for g, line in enumerate(sums):
+                    weight = builder.load(builder.gep(taps_data, [builder.add(weights[g], tap)]))
                     if kind is vector:
                         weight = splat(weight)
-                    for value, slot in zip(values, row, strict=True):
-                        builder.store(builder.call(fused[kind], [weight, value,
+                    for k, slot in enumerate(line):
+                        key = (0 if shared else g, k)
+                        if key not in loaded:
+                            start = builder.gep(src_data, [builder.add(
+                                builder.add(sources[g], shift), constant(k * step))])
+                            loaded[key] = builder.load(builder.bitcast(
+                                start, kind.as_pointer()), align=itemsize)
+                        builder.store(builder.call(fused[kind], [weight, loaded[key],
                                                                  builder.load(slot)]), slot)
-        for g, row in enumerate(sums):
-            line = builder.add(out0, builder.add(builder.mul(builder.add(o, constant(g)),
-                                                             out_step), x))
-            for k, slot in enumerate(row):
-                target = builder.gep(out_data, [builder.add(line, constant(k * step))])
-                builder.store(builder.load(slot), builder.bitcast(target, kind.as_pointer()),
+        for g, line in enumerate(sums):
+            target = builder.add(out0, builder.add(builder.mul(rows[g], out_step), x))
+            for k, slot in enumerate(line):
+                at = builder.gep(out_data, [builder.add(target, constant(k * step))])
+                builder.store(builder.load(slot), builder.bitcast(at, kind.as_pointer()),
                               align=itemsize)
         builder.store(builder.add(x, constant(count * step)), column)
 
-    with cgutils.for_range(builder, builder.udiv(n_out, constant(GROUP))):
+    def line_of_blocks(height):
+        """The blocks of ``height`` rows from ``row`` along the whole width."""
         builder.store(constant(0), column)
         with cgutils.for_range(builder, builder.udiv(width, constant(ROW_VECTORS * lanes))):
-            block(ROW_VECTORS, vector)
+            block(height, ROW_VECTORS, vector)
         left = builder.sub(width, builder.load(column))
         with cgutils.for_range(builder, builder.udiv(left, constant(lanes))):
-            block(1, vector)
+            block(height, 1, vector)
         with cgutils.for_range(builder, builder.sub(width, builder.load(column))):
-            block(1, scalar)
-        builder.store(builder.add(builder.load(channel), constant(GROUP)), channel)
+            block(height, 1, scalar)
+        builder.store(builder.add(builder.load(row), constant(height)), row)
+
+    with cgutils.for_range(builder, builder.udiv(count_rows, constant(GROUP))):
+        line_of_blocks(GROUP)
+    with cgutils.for_range(builder, builder.urem(count_rows, constant(GROUP))):
+        line_of_blocks(1)
 
 
 #: Register blocks of :func:`window_sums`, in vectors, largest first.

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._scalar import KIND_HARD, KIND_NONE, KIND_RELU, KIND_SOFT, shrink
-from ._vector import GROUP, correlate_rows
+from ._vector import GROUP, correlate_channel_rows, correlate_channels
 
 #: Below this many multiply-adds a kernel call runs on the calling thread only: waking the thread
 #: pool costs ~10 µs on an idle machine and tens of ms on a loaded one, far more than the work.
@@ -121,18 +121,19 @@ def finish(row, acc, base, b, o, y, x0, scale, t, kind):  # pragma: no cover - c
 
 
 @njit(cache=True)
-def _finish_rows(out, b, y, x0, x1, base, scale, beta, kind):  # pragma: no cover - compiled
-    """:func:`finish` of every accumulated row ``out[b, o, y, x0:x1]`` in place; returns the
-    summed ``(bad, nonzero)``. (A separate function: Numba's parallel loop lost these counts
-    when they were summed in a loop nested this deep in its body.)"""
+def _finish_rows(out, b, y0, y1, x0, x1, base, scale, beta, kind):  # pragma: no cover - compiled
+    """:func:`finish` of every accumulated row ``out[b, o, y, x0:x1]``, ``y0 <= y < y1``, in
+    place; returns the summed ``(bad, nonzero)``. (A separate function: Numba's parallel loop
+    lost these counts when they were summed in a loop nested in its body.)"""
     bad = 0
     nonzero = 0
     for o in range(out.shape[1]):
-        acc = out[b, o, y, x0:x1]
-        bad_row, nonzero_row = finish(acc, acc, base, b, o, y, x0, scale,
-                                      beta[o % beta.shape[0]], kind)
-        bad += bad_row
-        nonzero += nonzero_row
+        for y in range(y0, y1):
+            acc = out[b, o, y, x0:x1]
+            bad_row, nonzero_row = finish(acc, acc, base, b, o, y, x0, scale,
+                                          beta[o % beta.shape[0]], kind)
+            bad += bad_row
+            nonzero += nonzero_row
     return bad, nonzero
 
 
@@ -149,55 +150,6 @@ def tiling(out: np.ndarray) -> tuple[int, int]:
     if tasks == 0 or tasks >= wanted:
         return width, max(1, min(BAND, tasks // wanted))
     return max(64, -(-width // -(-wanted // tasks))), 1
-
-
-@njit(inline="always", cache=True)
-def _accumulate_row(acc, ext, taps):  # pragma: no cover - compiled
-    """``acc[x] += Σ_u taps[u] · ext[x + u]``, taps unrolled by four (all-zero groups skipped)."""
-    n = taps.shape[0]
-    length = acc.shape[0]
-    u = 0
-    while u + 4 <= n:
-        a0, a1, a2, a3 = taps[u], taps[u + 1], taps[u + 2], taps[u + 3]
-        if a0 != 0.0 or a1 != 0.0 or a2 != 0.0 or a3 != 0.0:
-            e = ext[u:]
-            for x in range(length):
-                acc[x] += a0 * e[x] + a1 * e[x + 1] + a2 * e[x + 2] + a3 * e[x + 3]
-        u += 4
-    while u < n:
-        a = taps[u]
-        if a != 0.0:
-            e = ext[u:]
-            for x in range(length):
-                acc[x] += a * e[x]
-        u += 1
-
-
-@njit(inline="always", cache=True)
-def _accumulate_two_rows(acc, ext0, ext1, taps0, taps1):  # pragma: no cover - compiled
-    """``acc[x] += Σ_u taps0[u]·ext0[x+u] + taps1[u]·ext1[x+u]``: two source rows per pass over
-    ``acc`` halve its loads and stores (about 25 % faster than two single-row passes)."""
-    n = taps0.shape[0]
-    length = acc.shape[0]
-    u = 0
-    while u + 4 <= n:
-        a0, a1, a2, a3 = taps0[u], taps0[u + 1], taps0[u + 2], taps0[u + 3]
-        b0, b1, b2, b3 = taps1[u], taps1[u + 1], taps1[u + 2], taps1[u + 3]
-        e = ext0[u:]
-        g = ext1[u:]
-        for x in range(length):
-            acc[x] += (a0 * e[x] + a1 * e[x + 1] + a2 * e[x + 2] + a3 * e[x + 3]) + (
-                b0 * g[x] + b1 * g[x + 1] + b2 * g[x + 2] + b3 * g[x + 3]
-            )
-        u += 4
-    while u < n:
-        a = taps0[u]
-        b = taps1[u]
-        e = ext0[u:]
-        g = ext1[u:]
-        for x in range(length):
-            acc[x] += a * e[x] + b * g[x]
-        u += 1
 
 
 @njit(parallel=True, cache=True)
@@ -225,11 +177,12 @@ def correlate(src, taps, out, row_sign, col_offset, block, band, base, scale, be
     (:func:`tiling`); it first gathers the periodic source segments the band reads into a
     contiguous buffer (so the inner loops have no wrap-around, and each source row is gathered
     once per band instead of once per output row), then computes every output row from that
-    buffer: the channels in groups of :data:`~mlverify.kernels._vector.GROUP` in register
-    blocks of fused multiply-adds (:func:`mlverify.kernels._vector.correlate_rows`), the
-    channels left by the loops of :func:`_accumulate_two_rows` (one multiply and one add per
-    tap, summed in another order: each channel's sums depend only on the shapes, never on the
-    task split or the thread count).
+    buffer in register blocks of fused multiply-adds: row by row, the channels in groups of
+    :data:`~mlverify.kernels._vector.GROUP` (:func:`mlverify.kernels._vector.
+    correlate_channels`), or, into fewer channels than that, channel by channel, the band's
+    rows in groups (:func:`mlverify.kernels._vector.correlate_channel_rows`). Both sum every
+    output in the same order, so the results depend only on the shapes, never on the task
+    split or the thread count.
     """
     batch, n_in, height, width = src.shape
     plain = base.size == 0 and scale == 1 and kind == KIND_NONE
@@ -238,7 +191,7 @@ def correlate(src, taps, out, row_sign, col_offset, block, band, base, scale, be
     n_out, n1, n2 = taps.shape[0], taps.shape[2], taps.shape[3]
     n_blocks = (width + block - 1) // block
     n_bands = (height + band - 1) // band
-    grouped = n_out - n_out % GROUP
+    n_taps = n_in * n1 * n2  # one output channel's
     flat_out = out.reshape(out.size)
     flat_taps = taps.reshape(taps.size)
     for task in prange(batch * n_bands * n_blocks):
@@ -266,28 +219,23 @@ def correlate(src, taps, out, row_sign, col_offset, block, band, base, scale, be
                     filled += seg
                     j = 0
         flat_ext = ext.reshape(ext.size)
-        for y in range(y0, y1):
-            lead = y - first  # ext row of t_y = 0; t_y is at lead + row_sign·t_y
-            # the channels in groups of GROUP: register blocks (_vector.correlate_rows)
-            correlate_rows(flat_out, (b * n_out * height + y) * width + x0, height * width,
-                           grouped, x1 - x0, flat_ext, lead * span, n_rows * span,
-                           row_sign * span, flat_taps, n_in, n1, n2)
-            for o in range(grouped, n_out):  # the channels left, one by one
-                acc = out[b, o, y, x0:x1]
-                acc[:] = 0.0
-                for i in range(n_in):
-                    for ty in range(0, n1 - 1, 2):
-                        _accumulate_two_rows(acc, ext[i, lead + row_sign * ty],
-                                             ext[i, lead + row_sign * (ty + 1)], taps[o, i, ty],
-                                             taps[o, i, ty + 1])
-                    if n1 % 2:
-                        _accumulate_row(acc, ext[i, lead + row_sign * (n1 - 1)],
-                                        taps[o, i, n1 - 1])
-            if not plain:
-                bad_rows, nonzero_rows = _finish_rows(out, b, y, x0, x1, base, scale, beta,
-                                                      kind)
-                bad += bad_rows
-                nonzero += nonzero_rows
+        if n_out >= GROUP:  # every row: the channels in register blocks
+            for y in range(y0, y1):
+                correlate_channels(flat_out, (b * n_out * height + y) * width + x0,
+                                   height * width, n_out, x1 - x0, flat_ext, (y - first) * span,
+                                   n_rows * span, row_sign * span, flat_taps, 0, n_taps, n_in,
+                                   n1, n2)
+        else:  # every channel: the band's rows in register blocks
+            for o in range(n_out):
+                correlate_channel_rows(flat_out, ((b * n_out + o) * height + y0) * width + x0,
+                                       width, y1 - y0, x1 - x0, flat_ext, (y0 - first) * span,
+                                       span, n_rows * span, row_sign * span, flat_taps,
+                                       o * n_taps, n_in, n1, n2)
+        if not plain:
+            bad_rows, nonzero_rows = _finish_rows(out, b, y0, y1, x0, x1, base, scale, beta,
+                                                  kind)
+            bad += bad_rows
+            nonzero += nonzero_rows
     return bad, nonzero
 
 

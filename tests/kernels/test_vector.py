@@ -3,8 +3,9 @@
 - ``dot_runs``: against an extended-precision oracle, within the rounding bound
   :math:`\\gamma_K\\sum|x_kw_k|`, and summed in an order fixed by the lengths alone (the same
   bits wherever the arrays start in memory);
-- ``correlate_rows`` and ``window_sums``: against the sums written out in NumPy (float64), and
-  each output the same bits whichever register block, vector or scalar tail computes it.
+- ``correlate_channels``, ``correlate_channel_rows`` and ``window_sums``: against the sums
+  written out in NumPy (float64), and each output the same bits whichever kernel, register
+  block, vector or scalar tail computes it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from hypothesis import strategies as st
 from numba import njit
 from numba.core.errors import TypingError
 
-from mlverify.kernels._vector import GROUP, correlate_rows, dot_runs, dot_runs4, window_sums
+from mlverify.kernels._vector import (
+    GROUP,
+    correlate_channel_rows,
+    correlate_channels,
+    dot_runs,
+    dot_runs4,
+    window_sums,
+)
 
 
 @njit(cache=True)
@@ -86,16 +94,25 @@ def test_dot_runs_rejects_mixed_dtypes():
 
 
 @njit(cache=True)
-def _rows(dst, dst_start, dst_step, n_out, width, src, src_start, src_channel, src_row, taps,
-          n_in, n1, n2):
-    correlate_rows(dst, dst_start, dst_step, n_out, width, src, src_start, src_channel, src_row,
-                   taps, n_in, n1, n2)
+def _channels(dst, dst_start, dst_step, rows, width, src, src_start, src_channel, src_row, taps,
+              taps_start, taps_step, n_in, n1, n2):
+    correlate_channels(dst, dst_start, dst_step, rows, width, src, src_start, src_channel,
+                       src_row, taps, taps_start, taps_step, n_in, n1, n2)
+
+
+@njit(cache=True)
+def _channel_rows(dst, dst_start, dst_step, rows, width, src, src_start, src_step, src_channel,
+                  src_row, taps, taps_start, n_in, n1, n2):
+    correlate_channel_rows(dst, dst_start, dst_step, rows, width, src, src_start, src_step,
+                           src_channel, src_row, taps, taps_start, n_in, n1, n2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(data=st.data())
-def test_correlate_rows_equals_the_sums_and_every_column_alone(dtype, data):
-    n_out = GROUP * data.draw(st.integers(1, 3), label="groups")
+def test_correlate_channels_and_rows_equal_the_sums_bit_for_bit_alike(dtype, data):
+    """Output channels of one row, and output rows of one channel, against the sums in NumPy;
+    every output the same bits by either kernel and computed alone (the scalar tail)."""
+    n_out = data.draw(st.integers(1, 2 * GROUP + 1), label="n_out")  # groups and single rows
     n_in, n1, n2 = (data.draw(st.integers(1, 4), label=name) for name in ("n_in", "n1", "n2"))
     width = data.draw(st.integers(1, 150), label="width")  # blocks, single vectors and values
     sign = data.draw(st.sampled_from([1, -1]), label="row sign")
@@ -110,15 +127,23 @@ def test_correlate_rows_equals_the_sums_and_every_column_alone(dtype, data):
             for u in range(n2):
                 want += np.outer(taps[:, i, ty, u], src[i, lead + sign * ty, u:u + width])
     got = np.full((n_out, width + 3), np.nan, dtype)
-    _rows(got.reshape(-1), 2, width + 3, n_out, width, src.reshape(-1), lead * span, n1 * span,
-          sign * span, taps.reshape(-1), n_in, n1, n2)
+    _channels(got.reshape(-1), 2, width + 3, n_out, width, src.reshape(-1), lead * span,
+              n1 * span, sign * span, taps.reshape(-1), 0, taps[0].size, n_in, n1, n2)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got[:, 2:2 + width], want, rtol=tol, atol=tol * n_in * n1 * n2)
     assert np.isnan(got[:, :2]).all() and np.isnan(got[:, 2 + width:]).all()
-    alone = np.empty(n_out, dtype)  # each column by the scalar tail: the same chain of sums
+    # one channel's taps against n_out copies of the source, shifted by a row each
+    copies = np.stack([src] * n_out)  # (n_out rows, n_in, n1, span)
+    rows = np.full((n_out, width), np.nan, dtype)
+    for o in range(n_out):
+        _channel_rows(rows.reshape(-1), 0, width, n_out, width, copies.reshape(-1),
+                      lead * span, src.size, n1 * span, sign * span, taps.reshape(-1),
+                      o * taps[0].size, n_in, n1, n2)
+        assert np.array_equal(rows, np.broadcast_to(got[o, 2:2 + width], rows.shape))
+    alone = np.empty(n_out, dtype)
     for x in range(width):
-        _rows(alone, 0, 1, n_out, 1, src.reshape(-1), lead * span + x, n1 * span, sign * span,
-              taps.reshape(-1), n_in, n1, n2)
+        _channels(alone, 0, 1, n_out, 1, src.reshape(-1), lead * span + x, n1 * span,
+                  sign * span, taps.reshape(-1), 0, taps[0].size, n_in, n1, n2)
         assert np.array_equal(alone, got[:, 2 + x])
 
 
