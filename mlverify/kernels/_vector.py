@@ -168,10 +168,11 @@ GROUP = 4
 ROW_VECTORS = 4
 
 
-def _correlate_signature(arguments):
-    """The signature of :func:`correlate_channels` or :func:`correlate_channel_rows` for their
-    ``arguments`` (the arrays ``dst``, ``src`` and ``taps`` in this order, the rest integers),
-    or ``None`` when these do not type."""
+def _correlate(arguments, zero_at, shared):
+    """The ``(signature, codegen)`` of :func:`correlate_channels` (``shared``) or
+    :func:`correlate_channel_rows` for their ``arguments`` (the arrays ``dst``, ``src`` and
+    ``taps`` in this order, the rest integers), or ``None`` when these do not type. The code is
+    :func:`_row_blocks` with the step the kernel does not take, zero, inserted at ``zero_at``."""
     arrays = [a for a in arguments if isinstance(a, types.Array)]
     integers = [a for a in arguments if not isinstance(a, types.Array)]
     if len(arrays) != 3:
@@ -180,7 +181,15 @@ def _correlate_signature(arguments):
     if not (_typed(dst, src, integers) and taps.layout == "C" and taps.dtype == dst.dtype
             and dst.mutable):
         return None
-    return types.void(*[a if isinstance(a, types.Array) else types.intp for a in arguments])
+    signature = types.void(*[a if isinstance(a, types.Array) else types.intp for a in arguments])
+
+    def codegen(context, builder, sig, args):
+        zero = context.get_constant(types.intp, 0)
+        _row_blocks(context, builder, sig.args[:zero_at] + (types.intp,) + sig.args[zero_at:],
+                    args[:zero_at] + (zero,) + args[zero_at:], shared)
+        return context.get_dummy_value()
+
+    return signature, codegen
 
 
 @intrinsic
@@ -203,23 +212,12 @@ def correlate_channels(typingctx, dst, dst_start, dst_step, rows, width, src, sr
     A block holds :data:`GROUP` channels × :data:`ROW_VECTORS` vectors of ``x`` in registers
     (the channels left, one at a time); each tap (broadcast) serves the :data:`ROW_VECTORS`
     vectors and each source vector loaded the :data:`GROUP` channels: 16 multiply-adds per 8
-    loads. (LLVM's own vectorisation of the
-    same loop, without ``fastmath``, multiplies and adds separately and stores the sums at
-    every source row.) Like Numba's indexing, the ranges are not checked.
+    loads. (LLVM's own vectorisation of the same loop, without ``fastmath``, multiplies and
+    adds separately and stores the sums at every source row.) Like Numba's indexing, the
+    ranges are not checked.
     """
-    signature = _correlate_signature((dst, dst_start, dst_step, rows, width, src, src_start,
-                                      src_channel, src_row, taps, taps_start, taps_step, n_in,
-                                      n1, n2))
-    if signature is None:
-        return None
-
-    def codegen(context, builder, sig, args):
-        zero = context.get_constant(types.intp, 0)
-        _row_blocks(context, builder, sig.args[:7] + (types.intp,) + sig.args[7:],
-                    args[:7] + (zero,) + args[7:], shared=True)
-        return context.get_dummy_value()
-
-    return signature, codegen
+    return _correlate((dst, dst_start, dst_step, rows, width, src, src_start, src_channel,
+                       src_row, taps, taps_start, taps_step, n_in, n1, n2), 7, shared=True)
 
 
 @intrinsic
@@ -235,22 +233,11 @@ def correlate_channel_rows(typingctx, dst, dst_start, dst_step, rows, width, src
             src[s_0 + g\,s_g + i\,s_c + t_y\,s_r + x + u],
 
     each sum the same chain as there. A block of :data:`GROUP` rows loads a source vector per
-    row and tap (16 multiply-adds per 20 loads): for outputs with fewer channels than
-    :data:`GROUP`, where one row at a time would load 5 vectors for 4 multiply-adds.
+    row and tap (16 multiply-adds per 17 loads, the tap's broadcast included): for outputs with
+    fewer channels than :data:`GROUP`, where one row at a time would load 5 for 4.
     """
-    signature = _correlate_signature((dst, dst_start, dst_step, rows, width, src, src_start,
-                                      src_step, src_channel, src_row, taps, taps_start, n_in,
-                                      n1, n2))
-    if signature is None:
-        return None
-
-    def codegen(context, builder, sig, args):
-        zero = context.get_constant(types.intp, 0)
-        _row_blocks(context, builder, sig.args[:12] + (types.intp,) + sig.args[12:],
-                    args[:12] + (zero,) + args[12:], shared=False)
-        return context.get_dummy_value()
-
-    return signature, codegen
+    return _correlate((dst, dst_start, dst_step, rows, width, src, src_start, src_step,
+                       src_channel, src_row, taps, taps_start, n_in, n1, n2), 12, shared=False)
 
 
 def _row_blocks(context, builder, arg_types, args, shared):
