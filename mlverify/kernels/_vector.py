@@ -1,4 +1,9 @@
-r"""A dot product in vector registers, summed in a fixed order, for the Numba kernels.
+r"""Vector-register kernels written as LLVM IR, each summing in a fixed order, for the Numba
+kernels: dot products (:func:`dot_runs`, :func:`dot_runs4`, below), and the register blocks of
+the dense and sparse correlations (:func:`correlate_channels`, :func:`correlate_channel_rows`,
+:func:`window_sums`, further down: LLVM vectorises their plain loops only to 256 bits on an
+Intel Xeon, and without ``fastmath`` multiplies and adds separately; the blocks keep the sums
+in 512-bit registers while the operands stream past, one fused multiply-add per vector).
 
 LLVM vectorises a float reduction only when it may reorder the sum (``fastmath``), which the
 kernels whose results are checked against theorems do not allow. A dot product written as a

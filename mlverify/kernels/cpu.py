@@ -7,8 +7,9 @@ codes ``(B, m, H, W)``, signals ``(B, c, H, W)``, filters ``(m, c, n1, n2)``, 1-
 
 Parallel work is split into tasks that each own a distinct block of the *output*, so no two
 threads ever write the same element (no races in ``prange``). Synthesis and analysis are the same
-periodic correlation kernel (:func:`correlate`) with transposed, flipped taps; its inner loop is a
-plain multiply-add over contiguous memory, which LLVM vectorises without ``fastmath``.
+periodic correlation kernel (:func:`correlate`) with transposed, flipped taps; its sums run in
+register blocks of fused multiply-adds (:mod:`mlverify.kernels._vector`), in an order fixed by
+the shapes alone.
 """
 
 from __future__ import annotations
