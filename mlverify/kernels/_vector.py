@@ -54,6 +54,22 @@ def _lane_sum(builder, vector, lanes):
     return builder.extract_element(vector, ir.Constant(ir.IntType(32), 0))
 
 
+def _fused(builder, kind, itemsize):
+    """``llvm.fmuladd`` for ``kind`` (a float type of ``itemsize`` bytes, or a vector of them):
+    ``a·b + c`` with one rounding where the machine fuses."""
+    lanes = f"v{kind.count}" if isinstance(kind, ir.VectorType) else ""
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(kind, [kind] * 3),
+                                          f"llvm.fmuladd.{lanes}f{itemsize * 8}")
+
+
+def _splat(builder, vector, value):
+    """``value`` in every lane of a ``vector``."""
+    single = builder.insert_element(ir.Constant(vector, ir.Undefined), value,
+                                    ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(single, ir.Constant(vector, ir.Undefined), ir.Constant(
+        ir.VectorType(ir.IntType(32), vector.count), [0] * vector.count))
+
+
 def _typed(x, w, integers):
     """Whether the arguments of the dot intrinsics type: two C-contiguous arrays of one float
     dtype and integer offsets and counts."""
@@ -80,9 +96,7 @@ def _dots(context, builder, x_array, w_array, args, atoms):
     w_data = context.make_array(w_array)(context, builder, ws).data
     index = ir.IntType(64)
     zero = ir.Constant(vector, [0.0] * lanes)
-    fused = cgutils.get_or_insert_function(  # x·w + a, one rounding where the machine fuses
-        builder.module, ir.FunctionType(vector, [vector] * 3),
-        f"llvm.fmuladd.v{lanes}f{itemsize * 8}")
+    fused = _fused(builder, vector, itemsize)
     accumulators = [[cgutils.alloca_once_value(builder, zero) for _ in range(ACCUMULATORS)]
                     for _ in range(atoms)]
     tails = [cgutils.alloca_once_value(builder, ir.Constant(scalar, 0.0)) for _ in range(atoms)]
@@ -261,21 +275,12 @@ def _row_blocks(context, builder, arg_types, args, shared):
     out_data = context.make_array(arg_types[0])(context, builder, args[0]).data
     src_data = context.make_array(arg_types[5])(context, builder, args[5]).data
     taps_data = context.make_array(arg_types[10])(context, builder, args[10]).data
-    fused = {kind: cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(kind, [kind] * 3),
-        f"llvm.fmuladd.{f'v{lanes}' if kind is vector else ''}f{itemsize * 8}")
-        for kind in (vector, scalar)}
-    broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    fused = {kind: _fused(builder, kind, itemsize) for kind in (vector, scalar)}
     row = cgutils.alloca_once_value(builder, ir.Constant(index, 0))  # first row of the group
     column = cgutils.alloca_once_value(builder, ir.Constant(index, 0))
 
     def constant(value):
         return ir.Constant(index, value)
-
-    def splat(value):
-        single = builder.insert_element(ir.Constant(vector, ir.Undefined), value,
-                                        ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(single, ir.Constant(vector, ir.Undefined), broadcast)
 
     def block(height, count, kind):
         """``height`` rows from ``row`` × ``count`` values of ``kind`` from ``column``."""
@@ -298,7 +303,7 @@ def _row_blocks(context, builder, arg_types, args, shared):
                 for g, line in enumerate(sums):
                     weight = builder.load(builder.gep(taps_data, [builder.add(weights[g], tap)]))
                     if kind is vector:
-                        weight = splat(weight)
+                        weight = _splat(builder, vector, weight)
                     for k, slot in enumerate(line):
                         key = (0 if shared else g, k)
                         if key not in loaded:
@@ -386,9 +391,7 @@ def _window_blocks(context, builder, arg_types, args):
     data = [context.make_array(kind)(context, builder, value).data
             for kind, value in zip(arg_types, args, strict=True) if isinstance(kind, types.Array)]
     out_data, taps_data, channels_data, values_data, offsets_data, pixels_data, shifts_data = data
-    fused = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                           f"llvm.fmuladd.v{lanes}f{itemsize * 8}")
-    broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    fused = _fused(builder, vector, itemsize)
     column = cgutils.alloca_once_value(builder, ir.Constant(index, 0))
 
     def integer(array, position):
@@ -406,10 +409,7 @@ def _window_blocks(context, builder, arg_types, args):
             last = integer(offsets_data, builder.add(pixel, ir.Constant(index, 1)))
             with cgutils.for_range(builder, builder.sub(last, first)) as k:
                 at = builder.add(first, k.index)
-                value = builder.insert_element(
-                    ir.Constant(vector, ir.Undefined), builder.load(builder.gep(values_data, [at])),
-                    ir.Constant(ir.IntType(32), 0))
-                value = builder.shuffle_vector(value, ir.Constant(vector, ir.Undefined), broadcast)
+                value = _splat(builder, vector, builder.load(builder.gep(values_data, [at])))
                 row = builder.gep(taps_data, [builder.add(
                     builder.mul(integer(channels_data, at), stride), shift)])
                 for v, slot in enumerate(sums):

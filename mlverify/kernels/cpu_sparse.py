@@ -38,10 +38,11 @@ SCATTER_BANDS = 16
 def block_width(out: np.ndarray) -> int:
     """Columns per task of :func:`correlate_sparse` for the output ``out (B, n_out, H, W)``.
 
-    As many as fit a :data:`BLOCK_BYTES` accumulator, fewer when that leaves a thread idle.
+    As many as fit a :data:`BLOCK_BYTES` buffer of sums (the output channels padded to whole
+    vectors, as :func:`sparse_taps` pads them), fewer when that leaves a thread idle.
     """
     batch, n_out, height, width = out.shape
-    block = max(8, BLOCK_BYTES // (n_out * out.itemsize))
+    block = max(8, BLOCK_BYTES // (padded_channels(n_out, out.dtype) * out.itemsize))
     wanted = 4 * numba.get_num_threads()
     if batch * height > 0 and batch * height * -(-width // block) < wanted:
         block = max(8, -(-width // -(-wanted // (batch * height))))
@@ -90,19 +91,21 @@ def pixel_nonzeros(src):  # pragma: no cover - compiled
 def sparse_taps(taps: np.ndarray) -> np.ndarray:
     """Taps ``(n_in, n1, n2, n_out)`` in the layout :func:`correlate_sparse` takes: C-contiguous
     from a 64-byte boundary, the output channels padded with zeros to a whole number of vectors
-    (:func:`lanes`), so that every tap vector is one cache line (callers that correlate
+    (:func:`padded_channels`), so that every tap vector is one cache line (callers that correlate
     repeatedly keep this copy)."""
     n_in, n1, n2, n_out = taps.shape
-    width = -(-n_out // lanes(taps.dtype)) * lanes(taps.dtype)
+    width = padded_channels(n_out, taps.dtype)
     padded = aligned_empty((n_in, n1, n2, width), taps.dtype)
     padded[..., :n_out] = taps
     padded[..., n_out:] = 0.0
     return padded
 
 
-def lanes(dtype) -> int:
-    """Values of ``dtype`` in one vector of :func:`mlverify.kernels._vector.window_sums`."""
-    return VECTOR_BYTES // np.dtype(dtype).itemsize
+def padded_channels(n_out: int, dtype) -> int:
+    """``n_out`` rounded up to whole vectors of :func:`mlverify.kernels._vector.window_sums`
+    (``64 / itemsize`` values of ``dtype``)."""
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    return -(-n_out // lanes) * lanes
 
 
 @njit(parallel=True, cache=True)
