@@ -1,5 +1,5 @@
 r"""Vector-register kernels written as LLVM IR, each summing in a fixed order, for the Numba
-kernels: dot products (:func:`dot_runs`, :func:`dot_runs4`, below), and the register blocks of
+kernels: dot products (:func:`dot_runs`, :func:`dot_block`, below), and the register blocks of
 the dense and sparse correlations (:func:`correlate_channels`, :func:`correlate_channel_rows`,
 :func:`window_sums`, further down: LLVM vectorises their plain loops only to 256 bits on an
 Intel Xeon, and without ``fastmath`` multiplies and adds separately; the blocks keep the sums
@@ -12,8 +12,9 @@ an AMD EPYC core), against 16 ns per dot inside a BLAS ``gemm``. :func:`dot_runs
 vector code itself (LLVM IR vector types, as :mod:`._memory` emits ``memcpy``), in an order
 fixed by the lengths alone, so its result does not depend on the alignment or the thread: 40-49
 ns for 800 float32 values held in L1/L2 on an Intel Xeon core at 2.8 GHz (87-100 ns when the
-arrays do not start on 64 bytes: the loads then split cache lines), and :func:`dot_runs4`, four
-atoms sharing the loads of ``x``, 29-33 ns per dot.
+arrays do not start on 64 bytes: the loads then split cache lines). :func:`dot_block` computes
+a block of windows by atoms sharing the loads of both (four atoms of one window: 29-33 ns per
+dot).
 
 The order: :data:`ACCUMULATORS` vector accumulators of ``64 / itemsize`` lanes (one 512-bit
 register). In each run, the full groups of ``ACCUMULATORS`` vectors go to the accumulators in
@@ -35,9 +36,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-#: Vector accumulators: four hide the latency of the additions (43 ns per 800-value dot,
-#: against 53 with one).
-ACCUMULATORS = 4
+#: Vector accumulators per dot. A lone dot is bound by the latency of its additions (43 ns per
+#: 800 float32 values with four, 53 with one); a block of two windows by four atoms
+#: (:func:`dot_block`) has eight dots to interleave, and with two accumulators each holds 16
+#: of the 32 registers (with four, 32: they spill). Measured on the screened step of the CNN
+#: benchmark's layer 2 in such blocks: one and two accumulators alike, within the noise.
+ACCUMULATORS = 2
 #: Bytes of one vector (an AVX-512 register; LLVM splits it where the machine's are shorter).
 VECTOR_BYTES = 64
 
@@ -79,14 +83,15 @@ def _typed(x, w, integers):
             and all(isinstance(n, types.Integer) for n in integers))
 
 
-def _dots(context, builder, x_array, w_array, args, atoms):
-    """The code of ``atoms`` dot products of one ``x`` (runs at a stride) with ``atoms`` runs of
-    ``w`` (``args = (x, x_start, x_stride, w, w_start..., length, runs)``), sharing the loads
-    of ``x``; each in the order of the module docstring, so that its result is the same bits
-    whatever the atoms computed with it. Returns the ``atoms`` sums."""
-    xs, x0, stride, ws = args[:4]
-    w_starts = args[4:4 + atoms]
-    n, count = args[4 + atoms:]
+def _dots(context, builder, x_array, w_array, x_args, w_args, n, count):
+    """The code of the dot products of every window of ``x`` (runs at a stride; ``x_args =
+    (x, starts, stride)``) with every run of ``w`` (``w_args = (w, starts)``), sharing the
+    loads of both: each vector of a window serves all the atoms, each vector of an atom all
+    the windows. Each sum in the order of the module docstring, so that its result is the same
+    bits whatever the windows and atoms computed with it. Returns the sums window by window,
+    atom by atom within a window."""
+    xs, x_starts, stride = x_args
+    ws, w_starts = w_args
     scalar = context.get_data_type(x_array.dtype)
     itemsize = context.get_abi_sizeof(scalar)
     lanes = VECTOR_BYTES // itemsize
@@ -97,9 +102,10 @@ def _dots(context, builder, x_array, w_array, args, atoms):
     index = ir.IntType(64)
     zero = ir.Constant(vector, [0.0] * lanes)
     fused = _fused(builder, vector, itemsize)
-    accumulators = [[cgutils.alloca_once_value(builder, zero) for _ in range(ACCUMULATORS)]
-                    for _ in range(atoms)]
-    tails = [cgutils.alloca_once_value(builder, ir.Constant(scalar, 0.0)) for _ in range(atoms)]
+    pairs = [(a, b) for a in range(len(x_starts)) for b in range(len(w_starts))]
+    accumulators = {pair: [cgutils.alloca_once_value(builder, zero) for _ in range(ACCUMULATORS)]
+                    for pair in pairs}
+    tails = {pair: cgutils.alloca_once_value(builder, ir.Constant(scalar, 0.0)) for pair in pairs}
     group = ir.Constant(index, ACCUMULATORS * lanes)
     groups = builder.udiv(n, group)
     vectors = builder.udiv(builder.sub(n, builder.mul(groups, group)), ir.Constant(index, lanes))
@@ -109,37 +115,41 @@ def _dots(context, builder, x_array, w_array, args, atoms):
     def load(row, offset):
         return builder.load(builder.bitcast(builder.gep(row, [offset]), pointer), align=itemsize)
 
-    def multiply_add(k, x_row, w_rows, offset):
-        x_vector = load(x_row, offset)
-        for slots, w_row in zip(accumulators, w_rows, strict=True):
-            slot = slots[k]
-            builder.store(builder.call(fused, [x_vector, load(w_row, offset),
-                                               builder.load(slot)]), slot)
+    def multiply_add(k, x_rows, w_rows, offset):
+        x_vectors = [load(row, offset) for row in x_rows]
+        w_vectors = [load(row, offset) for row in w_rows]
+        for a, b in pairs:
+            slot = accumulators[a, b][k]
+            builder.store(builder.call(fused, [x_vectors[a], w_vectors[b], builder.load(slot)]),
+                          slot)
 
     with cgutils.for_range(builder, count) as run:
-        x_row = builder.gep(x_data, [builder.add(x0, builder.mul(run.index, stride))])
+        x_rows = [builder.gep(x_data, [builder.add(x0, builder.mul(run.index, stride))])
+                  for x0 in x_starts]
         w_rows = [builder.gep(w_data, [builder.add(w0, builder.mul(run.index, n))])
                   for w0 in w_starts]
         with cgutils.for_range(builder, groups) as g:
             first = builder.mul(g.index, group)
             for k in range(ACCUMULATORS):
-                multiply_add(k, x_row, w_rows, builder.add(first, ir.Constant(index, k * lanes)))
+                multiply_add(k, x_rows, w_rows, builder.add(first, ir.Constant(index, k * lanes)))
         with cgutils.for_range(builder, vectors) as v:
-            multiply_add(0, x_row, w_rows, builder.add(builder.mul(groups, group),
-                                                       builder.mul(v.index,
-                                                                   ir.Constant(index, lanes))))
+            multiply_add(0, x_rows, w_rows, builder.add(builder.mul(groups, group),
+                                                        builder.mul(v.index,
+                                                                    ir.Constant(index, lanes))))
         with cgutils.for_range(builder, builder.sub(n, covered)) as k:
             offset = builder.add(covered, k.index)
-            x_value = builder.load(builder.gep(x_row, [offset]))
-            for tail, w_row in zip(tails, w_rows, strict=True):
-                product = builder.fmul(x_value, builder.load(builder.gep(w_row, [offset])))
-                builder.store(builder.fadd(builder.load(tail), product), tail)
+            x_values = [builder.load(builder.gep(row, [offset])) for row in x_rows]
+            w_values = [builder.load(builder.gep(row, [offset])) for row in w_rows]
+            for a, b in pairs:
+                product = builder.fmul(x_values[a], w_values[b])
+                builder.store(builder.fadd(builder.load(tails[a, b]), product), tails[a, b])
     results = []
-    for slots, tail in zip(accumulators, tails, strict=True):
-        sums = [builder.load(slot) for slot in slots]
+    for pair in pairs:
+        sums = [builder.load(slot) for slot in accumulators[pair]]
         while len(sums) > 1:
             sums = [builder.fadd(sums[i], sums[i + 1]) for i in range(0, len(sums), 2)]
-        results.append(builder.fadd(_lane_sum(builder, sums[0], lanes), builder.load(tail)))
+        results.append(builder.fadd(_lane_sum(builder, sums[0], lanes),
+                                    builder.load(tails[pair])))
     return results
 
 
@@ -155,25 +165,38 @@ def dot_runs(typingctx, x, x_start, x_stride, w, w_start, length, runs):
     signature = x.dtype(x, types.intp, types.intp, w, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, sig, args):
-        return _dots(context, builder, sig.args[0], sig.args[3], args, 1)[0]
+        xs, x0, stride, ws, w0, length, count = args
+        return _dots(context, builder, sig.args[0], sig.args[3], (xs, [x0], stride), (ws, [w0]),
+                     length, count)[0]
 
     return signature, codegen
 
 
 @intrinsic
-def dot_runs4(typingctx, x, x_start, x_stride, w, w0, w1, w2, w3, length, runs):
-    """Four :func:`dot_runs` of one ``x`` with the runs of ``w`` at ``w0 … w3``, as a tuple:
-    each the same bits as :func:`dot_runs` gives it, with a quarter of the loads of ``x``
-    (measured on one core of an Intel Xeon at 2.8 GHz, windows of five runs of 160 values
-    against 16 of 64 atoms: 29-33 ns per float32 dot against 40-49 alone, 72-85 ns per float64
-    dot against 85-99)."""
-    if not _typed(x, w, (x_start, x_stride, w0, w1, w2, w3, length, runs)):
+def dot_block(typingctx, x, x_starts, x_stride, w, w_starts, length, runs):
+    """The :func:`dot_runs` of every window of ``x`` starting at ``x_starts`` with every run of
+    ``w`` starting at ``w_starts`` (two tuples of integers, of any lengths), as one tuple:
+    window by window, atom by atom within a window. Each is the same bits as :func:`dot_runs`
+    gives it; a block of ``P`` windows by ``A`` atoms loads ``P + A`` vectors per ``P·A``
+    multiply-adds. Two windows by four atoms (the screened step's blocks), against four atoms
+    of one window, halve the loads of the atoms, which the kernel reads from L2 (measured on
+    the CNN benchmark's layer 2, one core of an Intel Xeon at 2.8 GHz: its dots 37-39 against
+    47-50 ms per call, 20 % more of them)."""
+    if not (isinstance(x_starts, types.UniTuple) and isinstance(w_starts, types.UniTuple)
+            and _typed(x, w, (x_stride, length, runs, x_starts.dtype, w_starts.dtype))):
         return None
-    signature = types.UniTuple(x.dtype, 4)(x, types.intp, types.intp, w, *[types.intp] * 4,
-                                           types.intp, types.intp)
+    count = x_starts.count * w_starts.count
+    signature = types.UniTuple(x.dtype, count)(x, types.UniTuple(types.intp, x_starts.count),
+                                               types.intp, w,
+                                               types.UniTuple(types.intp, w_starts.count),
+                                               types.intp, types.intp)
 
     def codegen(context, builder, sig, args):
-        sums = _dots(context, builder, sig.args[0], sig.args[3], args, 4)
+        xs, x0, stride, ws, w0, length, runs = args
+        x_list = cgutils.unpack_tuple(builder, x0)
+        w_list = cgutils.unpack_tuple(builder, w0)
+        sums = _dots(context, builder, sig.args[0], sig.args[3], (xs, x_list, stride),
+                     (ws, w_list), length, runs)
         return context.make_tuple(builder, sig.return_type, sums)
 
     return signature, codegen

@@ -49,16 +49,16 @@ from .dictionary import ConvDictionary
 NS_GEMM = {4: 0.0145, 8: 0.0355}
 NS_GATHER = {4: 0.12, 8: 0.24}
 #: A screened call computes only each active position's needed atoms (those whose base is
-#: non-zero or whose interval no longer rules out a non-zero output), by single dot products
-#: (four atoms at a time), when the last call needed at most this fraction of its active
-#: positions' atoms; otherwise all of them, by matrix products (BLAS, register-blocked: 14-18 ns
-#: per 800-value float32 dot against 29-33 ns four at a time). Measured on the CNN benchmark's
-#: layer 2 (24 k active positions, 2 threads of an Intel Xeon at 2.8 GHz), the same call both
-#: ways with more or fewer levels made unknown, dots against matrix products: float32 21.5
-#: against 34.1 ms at 32 % needed, 24.6 against 29.2 at 40 %, 27.1 against 28.3 at 47 %, 31.5
-#: against 28.6 at 62 %; float64 26.9 against 45.9 at 32 %, 36.1 against 48.0 at 47 %, 49.1
-#: against 48.1 at 62 %.
-DOT_LIMIT = {4: 0.5, 8: 0.6}
+#: non-zero or whose interval no longer rules out a non-zero output; two positions at a time,
+#: each computing the atoms either needs), by dot products in blocks of two windows by four
+#: atoms, when the last call computed at most this fraction of its active positions' atoms;
+#: otherwise all of them, by matrix products (BLAS, register-blocked). Measured on the CNN
+#: benchmark's layer 2 (24 k active positions in chunks of 1024, one thread of an Intel Xeon
+#: at 2.8 GHz), the same calls both ways with more or fewer levels made unknown, dots against
+#: gathered windows and matrix products: float32 44.1 against 52.2 ms at 55 % computed, 51.7
+#: against 53.4 at 65 %, 54.0 against 52.0 at 73 %; float64 60.7 against 101.5 at 41 %, 76.7
+#: against 89.6 at 62 %, 74.8 against 94.2 at 79 %, 101.1 against 93.3 at 85 %.
+DOT_LIMIT = {4: 0.65, 8: 0.8}
 #: Windows per matrix product, at most.
 WINDOW_BLOCK = 1024
 #: The first screened call, which computes every position with a non-zero window, is taken
@@ -110,7 +110,7 @@ class ScreenedStep:
         self.norms = layer.atom_norms() * (1 + 1e-12)
         self.key: tuple | None = None  # (step, beta, kind) of the headrooms; None: none
         self.cooldown = 0
-        self.needed = 1.0  # fraction of the active positions' atoms the last call needed
+        self.needed = 1.0  # fraction of the active positions' atoms the last call computed
         self.distance: float | None = None  # ‖out - codes‖₂ of the last call, if screened
         #: ``(offsets, channels, values)`` of the last screened output (``pixel_nonzeros``)
         self.nonzeros: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -276,7 +276,7 @@ class ScreenedStep:
         up to :data:`WINDOW_BLOCK` consecutive positions: each worker takes the next free chunk
         (balanced when a core is slowed, by another process say) and stores it
         (:func:`mlverify.kernels.screening.store_active`), either computing only each
-        position's needed atoms by single dot products (:data:`DOT_LIMIT`), or all of them by
+        position's needed atoms by dot products (:data:`DOT_LIMIT`), or all of them by
         one matrix product of the chunk's gathered windows on a single BLAS thread (no BLAS
         thread pool competing with the kernels'), as always on a ``refresh`` (no level known).
         Sets :attr:`needed`. Returns the count of non-finite values before the threshold,

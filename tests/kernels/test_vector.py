@@ -21,8 +21,8 @@ from mlverify.kernels._vector import (
     GROUP,
     correlate_channel_rows,
     correlate_channels,
+    dot_block,
     dot_runs,
-    dot_runs4,
     window_sums,
 )
 
@@ -33,9 +33,8 @@ def _dot(x, x_start, x_stride, w, w_start, length, runs):
 
 
 @njit(cache=True)
-def _dot4(x, x_start, x_stride, w, starts, length, runs):
-    return dot_runs4(x, x_start, x_stride, w, starts[0], starts[1], starts[2], starts[3], length,
-                     runs)
+def _block(x, x_starts, x_stride, w, w_starts, length, runs):
+    return dot_block(x, x_starts, x_stride, w, w_starts, length, runs)
 
 
 def _operands(data, dtype):
@@ -74,11 +73,13 @@ def test_dot_runs_order_does_not_depend_on_where_the_arrays_start(dtype, data, s
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(data=st.data())
-def test_four_dots_are_the_single_dots_bit_for_bit(dtype, data):
+@pytest.mark.parametrize("shape", [(1, 1), (1, 4), (2, 1), (2, 4), (3, 2)])
+def test_block_dots_are_the_single_dots_bit_for_bit(dtype, data, shape):
     (x, x_start, stride, w, w_start, length, runs), _ = _operands(data, dtype)
-    starts = np.array([data.draw(st.integers(0, w_start)) for _ in range(4)])
-    single = [_dot(x, x_start, stride, w, start, length, runs) for start in starts]
-    assert list(_dot4(x, x_start, stride, w, starts, length, runs)) == single
+    x_starts = tuple(data.draw(st.integers(0, x_start)) for _ in range(shape[0]))
+    w_starts = tuple(data.draw(st.integers(0, w_start)) for _ in range(shape[1]))
+    single = [_dot(x, a, stride, w, b, length, runs) for a in x_starts for b in w_starts]
+    assert list(_block(x, x_starts, stride, w, w_starts, length, runs)) == single
 
 
 def test_dot_runs_sums_exactly_representable_values_exactly():
