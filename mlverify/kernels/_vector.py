@@ -1,9 +1,10 @@
 r"""Vector-register kernels written as LLVM IR, each summing in a fixed order, for the Numba
 kernels: dot products (:func:`dot_runs`, :func:`dot_block`, below), and the register blocks of
 the dense and sparse correlations (:func:`correlate_channels`, :func:`correlate_channel_rows`,
-:func:`window_sums`, further down: LLVM vectorises their plain loops only to 256 bits on an
-Intel Xeon, and without ``fastmath`` multiplies and adds separately; the blocks keep the sums
-in 512-bit registers while the operands stream past, one fused multiply-add per vector).
+:func:`window_sums`, and the scattered synthesis's :func:`add_patches`, further down: LLVM
+vectorises their plain loops only to 256 bits on an Intel Xeon, and without ``fastmath``
+multiplies and adds separately; the blocks keep the sums in 512-bit registers while the
+operands stream past, one fused multiply-add per vector).
 
 LLVM vectorises a float reduction only when it may reorder the sum (``fastmath``), which the
 kernels whose results are checked against theorems do not allow. A dot product written as a
@@ -453,3 +454,119 @@ def _window_blocks(context, builder, arg_types, args):
         with builder.if_then(builder.icmp_unsigned(">=", left,
                                                    ir.Constant(index, vectors * lanes))):
             block(vectors)
+
+
+#: Vectors of one register block of :func:`add_patches`: each non-zero's value, broadcast once,
+#: serves this many multiply-adds.
+PATCH_VECTORS = 8
+
+
+@intrinsic
+def add_patches(typingctx, dst, dst_start, dst_stride, rows, run, taps, atom_size, channels,
+                values, first, last):
+    r"""Add the atoms of some non-zeros, scaled, into ``rows`` runs of ``dst``:
+
+    .. math::
+
+        dst[d_0 + r\,d_s + q] \mathrel{+}= \sum_{first \le k < last}
+            values[k]\; taps[channels[k]\,a + r\,run + q], \qquad r < rows,\ q < run,
+
+    with ``a = atom_size``: the patches of one pixel's non-zeros (their atoms contiguous in
+    ``taps``, ``rows`` runs of ``run`` values each) scattered into a buffer whose rows are
+    ``dst_stride`` apart. Each entry of ``dst`` is one chain of ``llvm.fmuladd`` from its old
+    value, the non-zeros in order, whatever block computes it: blocks of
+    :data:`PATCH_VECTORS` vectors held in registers while the non-zeros add their tap
+    vectors, then one block of the vectors left, the last masked to the values left
+    (``llvm.masked.load`` / ``store``: a run of 12 values is one vector, not 12 values). The
+    arrays are C-contiguous, ``dst``,
+    ``taps`` and ``values`` of one float dtype; like Numba's indexing, the ranges are not
+    checked."""
+    integers = (dst_start, dst_stride, rows, run, atom_size, first, last)
+    if not (_typed(dst, taps, integers) and dst.mutable and isinstance(values, types.Array)
+            and values.dtype == dst.dtype and values.layout == "C"
+            and isinstance(channels, types.Array) and isinstance(channels.dtype, types.Integer)
+            and channels.layout == "C"):
+        return None
+    signature = types.void(dst, *[types.intp] * 4, taps, types.intp, channels, values,
+                           types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        _patch_blocks(context, builder, sig.args, args)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _patch_blocks(context, builder, arg_types, args):
+    """The code of :func:`add_patches`."""
+    dst0, dst_stride, rows, run, atom_size, first, last = args[1:5] + (args[6],) + args[9:]
+    scalar = context.get_data_type(arg_types[0].dtype)
+    itemsize = context.get_abi_sizeof(scalar)
+    lanes = VECTOR_BYTES // itemsize
+    vector = ir.VectorType(scalar, lanes)
+    pointer = vector.as_pointer()
+    index = ir.IntType(64)
+    dst_data, taps_data, channels_data, values_data = (
+        context.make_array(arg_types[i])(context, builder, args[i]).data for i in (0, 5, 7, 8))
+    fused = _fused(builder, vector, itemsize)
+    flags = ir.VectorType(ir.IntType(1), lanes)
+    alignment = ir.Constant(ir.IntType(32), itemsize)
+    name = f"v{lanes}f{itemsize * 8}.p0"  # LLVM's masked loads and stores of such vectors
+    masked_load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            vector, [pointer, ir.IntType(32), flags, vector]), f"llvm.masked.load.{name}")
+    masked_store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+        ir.VoidType(), [vector, pointer, ir.IntType(32), flags]), f"llvm.masked.store.{name}")
+    column = cgutils.alloca_once_value(builder, ir.Constant(index, 0))
+
+    def block(r, count, rest=None):
+        """``count`` vectors at ``column`` of row ``r``; with ``rest``, masked to the ``rest``
+        values left in the row (the last block)."""
+        q = builder.load(column)
+        target = builder.gep(dst_data, [builder.add(builder.add(dst0, builder.mul(r, dst_stride)),
+                                                    q)])
+        pointers = [builder.bitcast(builder.gep(target, [ir.Constant(index, v * lanes)]),
+                                    pointer) for v in range(count)]
+        masks = [None] * count if rest is None else [builder.icmp_unsigned(
+            "<", ir.Constant(positions, list(range(v * lanes, (v + 1) * lanes))),
+            _splat(builder, positions, rest)) for v in range(count)]
+
+        def load(address, mask):
+            if mask is None:
+                return builder.load(address, align=itemsize)
+            return builder.call(masked_load, [address, alignment, mask,
+                                              ir.Constant(vector, None)])
+
+        sums = [cgutils.alloca_once(builder, vector) for _ in range(count)]
+        for slot, address, mask in zip(sums, pointers, masks, strict=True):
+            builder.store(load(address, mask), slot)
+        shift = builder.add(builder.mul(r, run), q)
+        with cgutils.for_range(builder, builder.sub(last, first)) as k:
+            at = builder.add(first, k.index)
+            value = _splat(builder, vector, builder.load(builder.gep(values_data, [at])))
+            channel = builder.sext(builder.load(builder.gep(channels_data, [at])), index)
+            row = builder.gep(taps_data, [builder.add(builder.mul(channel, atom_size), shift)])
+            for v, (slot, mask) in enumerate(zip(sums, masks, strict=True)):
+                tap = load(builder.bitcast(builder.gep(row, [ir.Constant(index, v * lanes)]),
+                                           pointer), mask)
+                builder.store(builder.call(fused, [value, tap, builder.load(slot)]), slot)
+        for slot, address, mask in zip(sums, pointers, masks, strict=True):
+            if mask is None:
+                builder.store(builder.load(slot), address, align=itemsize)
+            else:
+                builder.call(masked_store, [builder.load(slot), address, alignment, mask])
+        builder.store(builder.add(q, ir.Constant(index, count * lanes)), column)
+
+    positions = ir.VectorType(ir.IntType(32), lanes)
+    big = ir.Constant(index, PATCH_VECTORS * lanes)
+    blocks = builder.udiv(run, big)
+    rest = builder.trunc(builder.sub(run, builder.mul(blocks, big)), ir.IntType(32))
+    vectors_left = builder.udiv(builder.add(rest, ir.Constant(ir.IntType(32), lanes - 1)),
+                                ir.Constant(ir.IntType(32), lanes))
+    with cgutils.for_range(builder, rows) as r:
+        builder.store(ir.Constant(index, 0), column)
+        with cgutils.for_range(builder, blocks):
+            block(r.index, PATCH_VECTORS)
+        for count in range(1, PATCH_VECTORS + 1):  # the values left: one masked block
+            with builder.if_then(builder.icmp_unsigned(
+                    "==", vectors_left, ir.Constant(ir.IntType(32), count))):
+                block(r.index, count, rest)

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._memory import aligned_empty
-from ._vector import VECTOR_BYTES, window_sums
+from ._vector import VECTOR_BYTES, add_patches, window_sums
 from .cpu import finish
 
 #: Bytes of a task's channels-last sums (in the L2 cache until they are transposed into rows).
@@ -201,29 +201,6 @@ def scatter_band(height: int) -> int:
     return max(1, -(-height // SCATTER_BANDS))
 
 
-@njit(inline="always", cache=True)
-def _combine(patch, flat, channels, values, k0, k1):  # pragma: no cover - compiled
-    """``patch = Σ_{k0 <= k < k1} values[k]·flat[channels[k]]`` (``k1 > k0``), four atoms per
-    pass over ``patch``."""
-    size = patch.shape[0]
-    a, v = flat[channels[k0]], values[k0]
-    for q in range(size):
-        patch[q] = v * a[q]
-    k = k0 + 1
-    while k + 3 < k1:
-        a0, a1, a2, a3 = (flat[channels[k]], flat[channels[k + 1]], flat[channels[k + 2]],
-                          flat[channels[k + 3]])
-        v0, v1, v2, v3 = values[k], values[k + 1], values[k + 2], values[k + 3]
-        for q in range(size):
-            patch[q] += (v0 * a0[q] + v1 * a1[q]) + (v2 * a2[q] + v3 * a3[q])
-        k += 4
-    while k < k1:
-        a, v = flat[channels[k]], values[k]
-        for q in range(size):
-            patch[q] += v * a[q]
-        k += 1
-
-
 @njit(parallel=True, cache=True)
 def scatter_synthesis(offsets, channels, values, filters, out, band):  # pragma: no cover - compiled
     """Periodic synthesis :math:`D\\Gamma` of compressed codes by scattering whole atoms:
@@ -240,10 +217,11 @@ def scatter_synthesis(offsets, channels, values, filters, out, band):  # pragma:
     :math:`D_1 D_2`, one channel, 12×12), where :func:`correlate_sparse`, vectorised over the
     output channels, has nothing to vectorise, and for sparse codes into many channels.
 
-    Each pixel's non-zeros are first combined into one patch :math:`\\sum v A_f` (contiguous
-    runs of ``n1·n2·c`` values, four atoms per pass), which is then added once into the task's
-    channels-last buffer: each of its ``n1`` rows is one contiguous run of ``n2·c`` values
-    there. A task owns ``band`` source rows of one batch element and a private buffer of
+    Each pixel's patch :math:`\\sum v A_f` goes into the task's channels-last buffer, each of
+    its ``n1`` rows one contiguous run of ``n2·c`` values there, added in registers block by
+    block while the pixel's non-zeros add their atoms' tap vectors
+    (:func:`mlverify.kernels._vector.add_patches`: the buffer is read and written once per
+    pixel). A task owns ``band`` source rows of one batch element and a private buffer of
     ``band + n1 - 1`` rows of ``(W + n2 - 1)·c`` values; a second pass sums, per output row,
     the buffer rows that land on it (periodically, the overhangs folded back) and stores it
     channel by channel, so no two threads write the same element.
@@ -252,27 +230,22 @@ def scatter_synthesis(offsets, channels, values, filters, out, band):  # pragma:
     n1, n2 = filters.shape[1], filters.shape[2]
     size = n1 * n2 * n_c
     run = n2 * n_c  # one patch row
-    flat = filters.reshape(filters.shape[0], size)
+    taps = filters.reshape(filters.size)
     n_bands = (height + band - 1) // band
     rows = band + n1 - 1
     cols = (width + n2 - 1) * n_c
     buffers = np.zeros((batch * n_bands, rows, cols), dtype=out.dtype)
+    flat = buffers.reshape(buffers.size)
     for task in prange(batch * n_bands):
         b = task // n_bands
         r0 = (task % n_bands) * band
-        buffer = buffers[task]
-        patch = np.empty(size, dtype=out.dtype)
+        origin = task * rows * cols
         for y in range(r0, min(height, r0 + band)):
             for x in range(width):
                 p = (b * height + y) * width + x
-                if offsets[p] == offsets[p + 1]:
-                    continue
-                _combine(patch, flat, channels, values, offsets[p], offsets[p + 1])
-                for ty in range(n1):
-                    line = buffer[y - r0 + ty, x * n_c:x * n_c + run]
-                    part = patch[ty * run:(ty + 1) * run]
-                    for q in range(run):
-                        line[q] += part[q]
+                if offsets[p] < offsets[p + 1]:
+                    add_patches(flat, origin + (y - r0) * cols + x * n_c, cols, n1, run, taps,
+                                size, channels, values, offsets[p], offsets[p + 1])
     inside = width * n_c
     for task in prange(batch * height):
         b = task // height

@@ -10,6 +10,7 @@ import scipy.fft
 
 from .._validate import ENGINES, as_float_array, check_engine, check_finite, window_shape
 from ..kernels import cpu, cpu_sparse, reference, tiled
+from ..kernels._memory import aligned_empty
 from ..kernels._scalar import KINDS
 
 #: Input density (non-zeros / entries) at or below which ``method="auto"`` synthesises and
@@ -43,13 +44,17 @@ SCATTER_MIN_TAPS = 64
 SCATTER_DENSITY = 0.05
 #: Into :data:`SPARSE_MIN_OUT` up to fewer than this many channels, the sparse synthesis
 #: scatters whole atoms (channels-last patches) instead of :func:`mlverify.kernels.cpu_sparse.
-#: correlate_sparse`, within the same density limit. Measured on random codes, 256², 2 threads
-#: (the scattered synthesis's time over correlate_sparse's, compression not included): 32 atoms
-#: 5×5 into 4 / 8 / 12 / 16 channels at densities 0.01-0.5, 0.34-0.80 in float32 and 0.40-0.88
-#: in float64; 32 atoms 3×3 into 3 and 24 channels 0.49-0.76. Into 32 channels (64 atoms 5×5)
-#: it is a draw: 0.66-1.25 by dtype, density and non-zeros per pixel, and 0.83-1.15 on the CNN
-#: benchmark's ML-ISTA iterates from one run to the next.
-SCATTER_MAX_OUT = 32
+#: correlate_sparse`, within the same density limit: each pixel's non-zeros add their atoms in
+#: registers (:func:`mlverify.kernels._vector.add_patches`) into a buffer the task keeps in L2.
+#: Measured on random codes, 256², 2 threads of an Intel Xeon at 2.8 GHz, the scattered
+#: synthesis's time over correlate_sparse's at densities 0.02 / 0.05 / 0.1 / 0.2: float32, 32
+#: atoms 5×5 into 8 channels 0.19 / 0.21 / 0.29 / 0.23, into 16 0.23 / 0.26 / 0.29 / 0.43, 64
+#: atoms into 32 0.44 / 0.45 / 0.80 / 0.79, into 48 0.39 / 0.39 / 0.52 / 0.55, into 64 0.72 /
+#: 1.02 / 0.93 / 1.01; float64 0.23-0.32 into 8, 0.37-0.61 into 16, 0.70 / 0.89 / 0.88 / 1.15
+#: into 32, 0.56 / 0.56 / 0.71 / 0.93 into 48, 1.09-1.48 into 64 (the atoms and the buffer's
+#: rows outgrow L2). On the CNN benchmark's ML-ISTA iterate (64 into 32, float32, density
+#: 0.048): 5.2-6.2 against 8.6-9.5 ms, and its iteration 37.5-38.0 against 41.6-42.3 ms.
+SCATTER_MAX_OUT = 49
 #: Spatial shapes whose filter spectra a dictionary keeps (:meth:`ConvDictionary.spectra`).
 SPECTRA_KEPT = 2
 #: Tile-DFT operators a dictionary keeps (plans and buffers, :class:`mlverify.kernels.tiled.
@@ -163,8 +168,9 @@ class ConvDictionary:
         # padded to whole vectors (cpu_sparse.sparse_taps).
         self._analysis_taps_t = cpu_sparse.sparse_taps(self._f4.transpose(1, 2, 3, 0))
         self._synthesis_taps_t = cpu_sparse.sparse_taps(self._synthesis_taps.transpose(1, 2, 3, 0))
-        # The scattered synthesis takes the atoms channels-last (cpu_sparse.scatter_synthesis).
-        self._scatter_taps = np.ascontiguousarray(self._f4.transpose(0, 2, 3, 1))
+        # The scattered synthesis takes the atoms channels-last, aligned (scatter_synthesis).
+        self._scatter_taps = aligned_empty(self._f4.transpose(0, 2, 3, 1).shape, self.dtype)
+        self._scatter_taps[...] = self._f4.transpose(0, 2, 3, 1)
         self._normal_taps_t: np.ndarray | None = None
         self._normal_taps_sparse: np.ndarray | None = None
         self._tiled: dict[tuple, tiled.TiledCorrelation] = {}

@@ -150,7 +150,7 @@ def dictionaries(draw):
 
 @given(
     seed=st.integers(0, 2**32 - 1),
-    shape=st.tuples(st.integers(1, 2), st.integers(1, 7), st.integers(1, 3), st.integers(1, 9),
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 7), st.integers(1, 40), st.integers(1, 9),
                     st.integers(1, 9), st.integers(1, 5), st.integers(1, 6)),
     density=st.sampled_from(DENSITIES),
     band=st.integers(1, 10),
@@ -158,8 +158,8 @@ def dictionaries(draw):
 )
 def test_scatter_synthesis_matches_reference(seed, shape, density, band, dtype):
     """Scattered synthesis = NumPy oracle, for any band of source rows, atoms larger than the
-    signal (windows wrapping more than once), 1 to 7 non-zeros per pixel (the four-atom
-    passes of the patches), 1 to 3 channels (the channels-last patches) and empty codes."""
+    signal (windows wrapping more than once), 1 to 7 non-zeros per pixel, 1 to 40 channels
+    (patch rows of single values, single vectors and register blocks) and empty codes."""
     batch, atoms, channels, height, width, n1, n2 = shape
     rng = np.random.default_rng(seed)
     codes = sparse_array(rng, (batch, atoms, height, width), density, dtype)
@@ -300,14 +300,15 @@ def test_auto_limit_shrinks_with_the_output_channels():
     ((6, 1, 32), False),  # 1-D, 32 taps: the dense kernel
     ((6, 3, 8, 8), True),  # three channels and more: scattered at any size of atom
     ((6, 8, 3, 3), True),
-    ((4, 32, 3, 3), False),  # SCATTER_MAX_OUT channels: the sparse-input kernel's
+    ((4, 48, 3, 3), True),
+    ((4, 49, 3, 3), False),  # SCATTER_MAX_OUT channels: the sparse-input kernel's
 ])
 def test_sparse_synthesis_scatters_atoms_into_fewer_channels(dtype, filters_shape, scatters,
                                                              monkeypatch):
     """``"auto"`` scatters whole atoms into fewer than SPARSE_MIN_OUT channels with atoms of
     SCATTER_MIN_TAPS taps or more, up to SCATTER_DENSITY, and into SPARSE_MIN_OUT up to fewer
-    than SCATTER_MAX_OUT channels within the sparse limit (at density 0.3 the dense kernel
-    runs, or into 32 channels the sparse-input kernel); the same synthesis as the NumPy
+    than SCATTER_MAX_OUT channels within the sparse limit (at density 0.5 the dense kernel
+    runs, or into 49 channels the sparse-input kernel); the same synthesis as the NumPy
     oracle."""
     rng = np.random.default_rng(4)
     D = ConvDictionary(rng.standard_normal(filters_shape).astype(dtype))
@@ -316,7 +317,7 @@ def test_sparse_synthesis_scatters_atoms_into_fewer_channels(dtype, filters_shap
     scatter = ConvDictionary._scatter_synthesize
     monkeypatch.setattr(ConvDictionary, "_scatter_synthesize",
                         lambda self, *args: calls.append(1) or scatter(self, *args))
-    for density, expected in ((0.03, scatters), (0.3, False)):
+    for density, expected in ((0.03, scatters), (0.5, False)):
         codes = sparse_array(rng, (2, D.n_atoms, *spatial), density, dtype)
         calls.clear()
         out = D.synthesize(codes)

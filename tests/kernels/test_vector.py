@@ -3,9 +3,9 @@
 - ``dot_runs``: against an extended-precision oracle, within the rounding bound
   :math:`\\gamma_K\\sum|x_kw_k|`, and summed in an order fixed by the lengths alone (the same
   bits wherever the arrays start in memory);
-- ``correlate_channels``, ``correlate_channel_rows`` and ``window_sums``: against the sums
-  written out in NumPy (float64), and each output the same bits whichever kernel, register
-  block, vector or scalar tail computes it.
+- ``correlate_channels``, ``correlate_channel_rows``, ``window_sums`` and ``add_patches``:
+  against the sums written out in NumPy (float64), and each output the same bits whichever
+  kernel, register block, vector or scalar tail computes it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from numba.core.errors import TypingError
 
 from mlverify.kernels._vector import (
     GROUP,
+    add_patches,
     correlate_channel_rows,
     correlate_channels,
     dot_block,
@@ -188,3 +189,48 @@ def test_window_sums_equal_the_sums_in_every_block(dtype, data):
         _window(one, 0, lanes, part, channels, n_shifts * lanes, values, offsets,
                 pixels, shifts // width * lanes, count)
         assert np.array_equal(one, got[lanes + v * lanes:lanes + (v + 1) * lanes])
+
+
+@njit(cache=True)
+def _patches(dst, dst_start, dst_stride, rows, run, taps, atom_size, channels, values, first,
+             last):
+    add_patches(dst, dst_start, dst_stride, rows, run, taps, atom_size, channels, values, first,
+                last)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data())
+def test_add_patches_adds_the_scaled_atoms_in_every_block(dtype, data):
+    lanes = 64 // np.dtype(dtype).itemsize
+    run = data.draw(st.integers(1, 20 * lanes), label="run")  # blocks, vectors and values
+    rows, atoms = data.draw(st.integers(1, 4), label="rows"), data.draw(st.integers(1, 5))
+    gap, start = data.draw(st.integers(0, 9), label="gap"), data.draw(st.integers(0, 9))
+    stride = run + gap
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    size = rows * run
+    taps = rng.standard_normal(atoms * size).astype(dtype)
+    count = data.draw(st.integers(0, 6), label="non-zeros")
+    first = data.draw(st.integers(0, 3), label="first")
+    channels = rng.integers(0, atoms, size=first + count).astype(np.int32)
+    values = rng.standard_normal(first + count).astype(dtype)
+    old = rng.standard_normal(start + rows * stride + 3).astype(dtype)
+    want = old.astype(np.float64)
+    for r in range(rows):
+        at = start + r * stride
+        for k in range(first, first + count):
+            patch = taps[channels[k] * size + r * run:channels[k] * size + (r + 1) * run]
+            want[at:at + run] += np.float64(values[k]) * patch
+    got = old.copy()
+    _patches(got, start, stride, rows, run, taps, size, channels, values, first, first + count)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * (1 + count))
+    inside = np.zeros(got.size, bool)
+    for r in range(rows):
+        inside[start + r * stride:start + r * stride + run] = True
+    assert np.array_equal(got[~inside], old[~inside])  # nothing written outside the runs
+    for q in range(run):  # each entry alone, by the scalar tail: the same chain of sums
+        entries = slice(start + q, start + q + (rows - 1) * stride + 1, stride)
+        one = old[entries].copy()
+        column = np.ascontiguousarray(taps.reshape(atoms, rows, run)[:, :, q].reshape(-1))
+        _patches(one, 0, 1, rows, 1, column, rows, channels, values, first, first + count)
+        assert np.array_equal(one, got[entries])
