@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -75,11 +75,23 @@ def best_time(function: Callable[[], object], repeat: int = 5, warmup: int = 1) 
     The minimum is the standard estimator of a function's cost on a noisy machine (other load
     only ever adds time).
     """
+    return best_times((function,), repeat, warmup)[0]
+
+
+def best_times(functions: Sequence[Callable[[], object]], repeat: int = 5,
+               warmup: int = 1) -> tuple[float, ...]:
+    """:func:`best_time` of each of ``functions``, their calls interleaved: ``warmup`` rounds,
+    then ``repeat`` rounds that each call every function once, in order. Contenders compared
+    this way see the same phases of a machine whose speed drifts (by tens of per cent within
+    minutes on the development machine), where timing one after the other can give one of
+    them all the slow minutes."""
     for _ in range(warmup):
-        function()
-    best = math.inf
+        for function in functions:
+            function()
+    best = [math.inf] * len(functions)
     for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
+        for i, function in enumerate(functions):
+            start = time.perf_counter()
+            function()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return tuple(best)

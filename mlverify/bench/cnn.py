@@ -42,7 +42,7 @@ import numpy as np
 
 from ..model.dictionary import ConvDictionary
 from ..model.mlcsc import MLCSC
-from ._record import best_time
+from ._record import best_times
 from ._result import Comparison, Metric
 
 #: DESIGN.md §7 goals (PyTorch time / ours).
@@ -199,8 +199,8 @@ def _point(torch, peer: Torch, net: MLCSC, y: np.ndarray, densities, repeat: int
     theirs = peer.forward(y_torch, betas).numpy()[0]
     scale = float(np.abs(theirs).max()) or 1.0
     np.testing.assert_allclose(ours.codes[-1], theirs, rtol=rtol, atol=rtol * scale)
-    forward = (best_time(lambda: layered_thresholding(net, y, betas, kind="relu"), repeat),
-               best_time(lambda: peer.forward(y_torch, betas), repeat))
+    forward = best_times((lambda: layered_thresholding(net, y, betas, kind="relu"),
+                          lambda: peer.forward(y_torch, betas)), repeat)
 
     mu, t = _ml_ista_steps(net, y)
     settled = ml_ista(net, y, betas, mu, t, max_iter=SETTLE, nonneg=True, check_every=SETTLE)
@@ -216,8 +216,9 @@ def _point(torch, peer: Torch, net: MLCSC, y: np.ndarray, densities, repeat: int
         return lambda: ml_ista(net, y, betas, mu, t, max_iter=iterations, nonneg=True, x0=start,
                                check_every=1000)
 
-    iteration = ((best_time(run(1 + k), repeat) - best_time(run(1), repeat)) / k,
-                 best_time(lambda: peer.ml_ista_step(y_torch, gamma, betas, mu, t), repeat))
+    longer, shorter, theirs_step = best_times(
+        (run(1 + k), run(1), lambda: peer.ml_ista_step(y_torch, gamma, betas, mu, t)), repeat)
+    iteration = ((longer - shorter) / k, theirs_step)
     return {
         "forward": forward, "iteration": iteration,
         "forward_densities": [density(code) for code in ours.codes],

@@ -12,7 +12,7 @@ import pytest
 
 from mlverify import basis_pursuit, bp_objective
 from mlverify.bench import cbpdn
-from mlverify.bench._record import Recorder, best_time
+from mlverify.bench._record import Recorder, best_time, best_times
 from mlverify.bench._result import Comparison, Metric
 from mlverify.bench.suite import markdown, write_report
 from mlverify.cli import main
@@ -32,6 +32,14 @@ def test_recorder_excludes_its_own_time_and_finds_first_crossing():
     assert math.isnan(recorder.time_to(1e-9))
     assert recorder.trace() == {"time": recorder.times, "value": [1.0, 0.5, 0.05, 0.01]}
     assert best_time(lambda: time.sleep(0.001), repeat=2) >= 0.001
+
+
+def test_best_times_interleave_the_contenders():
+    calls = []
+    times = best_times([lambda: calls.append("a"), lambda: time.sleep(0.002) or calls.append("b")],
+                       repeat=3, warmup=1)
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three rounds in turn
+    assert times[1] >= 0.002 > times[0]
 
 
 def test_metric_ratio_and_goal():
