@@ -478,9 +478,8 @@ def add_patches(typingctx, dst, dst_start, dst_stride, rows, run, taps, atom_siz
     :data:`PATCH_VECTORS` vectors held in registers while the non-zeros add their tap
     vectors, then one block of the vectors left, the last masked to the values left
     (``llvm.masked.load`` / ``store``: a run of 12 values is one vector, not 12 values). The
-    arrays are C-contiguous, ``dst``,
-    ``taps`` and ``values`` of one float dtype; like Numba's indexing, the ranges are not
-    checked."""
+    arrays are C-contiguous, ``dst``, ``taps`` and ``values`` of one float dtype; like Numba's
+    indexing, the ranges are not checked."""
     integers = (dst_start, dst_stride, rows, run, atom_size, first, last)
     if not (_typed(dst, taps, integers) and dst.mutable and isinstance(values, types.Array)
             and values.dtype == dst.dtype and values.layout == "C"
@@ -511,11 +510,13 @@ def _patch_blocks(context, builder, arg_types, args):
     fused = _fused(builder, vector, itemsize)
     flags = ir.VectorType(ir.IntType(1), lanes)
     alignment = ir.Constant(ir.IntType(32), itemsize)
-    name = f"v{lanes}f{itemsize * 8}.p0"  # LLVM's masked loads and stores of such vectors
+    # LLVM's masked loads and stores of such vectors (opaque pointers, as LLVM has since 17)
+    name = f"v{lanes}f{itemsize * 8}.p0"
     masked_load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-            vector, [pointer, ir.IntType(32), flags, vector]), f"llvm.masked.load.{name}")
+        vector, [pointer, ir.IntType(32), flags, vector]), f"llvm.masked.load.{name}")
     masked_store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
         ir.VoidType(), [vector, pointer, ir.IntType(32), flags]), f"llvm.masked.store.{name}")
+    positions = ir.VectorType(ir.IntType(32), lanes)  # of the lanes in a block's row
     column = cgutils.alloca_once_value(builder, ir.Constant(index, 0))
 
     def block(r, count, rest=None):
@@ -556,7 +557,6 @@ def _patch_blocks(context, builder, arg_types, args):
                 builder.call(masked_store, [builder.load(slot), address, alignment, mask])
         builder.store(builder.add(q, ir.Constant(index, count * lanes)), column)
 
-    positions = ir.VectorType(ir.IntType(32), lanes)
     big = ir.Constant(index, PATCH_VECTORS * lanes)
     blocks = builder.udiv(run, big)
     rest = builder.trunc(builder.sub(run, builder.mul(blocks, big)), ir.IntType(32))
