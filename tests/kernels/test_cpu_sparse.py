@@ -300,6 +300,7 @@ def test_auto_limit_shrinks_with_the_output_channels():
     ((6, 1, 32), False),  # 1-D, 32 taps: the dense kernel
     ((6, 3, 8, 8), True),  # three channels and more: scattered at any size of atom
     ((6, 8, 3, 3), True),
+    ((4, 32, 3, 3), True),
     ((4, 48, 3, 3), True),
     ((4, 49, 3, 3), False),  # SCATTER_MAX_OUT channels: the sparse-input kernel's
 ])
