@@ -16,7 +16,7 @@ bound included), could survive the threshold. It skips every atom, and every pos
 cannot (the safe-screening idea of El Ghaoui, Viallon, Rabbani, *Pacific J. Optim.* 2012,
 applied here between iterations rather than from a duality gap); see
 :mod:`mlverify.kernels.screening` for the bounds. Only the other atoms of the other positions
-are computed: by single dot products when few are (:data:`DOT_LIMIT`), else all atoms of those
+are computed: by dot products when few are (:data:`DOT_LIMIT`), else all atoms of those
 positions by matrix products (BLAS). The output is the unscreened step's up to rounding: a
 screened entry is zero in exact arithmetic.
 
