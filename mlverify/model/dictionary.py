@@ -159,10 +159,16 @@ class ConvDictionary:
         array = array.copy()
         array.setflags(write=False)
         self._filters = array
-        self._f4 = array.reshape(array.shape[:2] + (1,) * (4 - array.ndim) + array.shape[2:])
-        # Synthesis runs the analysis kernel with transposed, x-flipped taps (cpu.correlate).
         self._spectral_norms: dict[tuple[int, ...], float] = {}
         self._spectra: dict[tuple[int, ...], dict[np.dtype, np.ndarray]] = {}
+        self._derive_layouts()
+
+    def _derive_layouts(self) -> None:
+        """The layouts of the filters that the kernels take, from :attr:`filters` (and the
+        empty caches of those made on first use)."""
+        array = self._filters
+        self._f4 = array.reshape(array.shape[:2] + (1,) * (4 - array.ndim) + array.shape[2:])
+        # Synthesis runs the analysis kernel with transposed, x-flipped taps (cpu.correlate).
         self._synthesis_taps = np.ascontiguousarray(self._f4.transpose(1, 0, 2, 3)[..., ::-1])
         # The sparse-input kernel takes taps (n_in, n1, n2, n_out), aligned, the output channels
         # padded to whole vectors (cpu_sparse.sparse_taps).
@@ -176,11 +182,21 @@ class ConvDictionary:
         self._tiled: dict[tuple, tiled.TiledCorrelation] = {}
 
     def __getstate__(self) -> dict:
-        """Pickled without the tile-DFT operators (FFTW plans and buffers: made again on first
-        use), so dictionaries travel to worker processes and asv caches."""
-        state = self.__dict__.copy()
-        state["_tiled"] = {}
-        return state
+        """Pickled as the filters and the cached spectral norms and spectra, so dictionaries
+        travel to worker processes and asv caches: the kernels' layouts are derived again when
+        unpickled (:meth:`__setstate__`), and the tile-DFT operators (FFTW plans and buffers)
+        made again on first use."""
+        return {"_filters": self._filters, "_spectral_norms": self._spectral_norms,
+                "_spectra": self._spectra}
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled: the filters (read-only again) and caches, and the layouts derived from
+        them, 64-byte aligned where the kernels need it (an unpickled array is aligned as the
+        allocator happens to place it: the sparse kernels' taps of the CNN benchmark unpickled
+        16 and 32 bytes off a line)."""
+        self.__dict__.update(state)
+        self._filters.setflags(write=False)
+        self._derive_layouts()
 
     # ------------------------------------------------------------------ description
     @property
