@@ -304,7 +304,7 @@ def _pair_dots(q0, q1, chosen, count, padded, starts, row_length, weights, windo
     """``q0[f]``, and ``q1[f]`` for a second window, for the atoms ``f`` in ``chosen[:count]``:
     the dots of the windows of ``padded`` at ``starts`` (one or two) with the atoms' rows of
     ``weights``, four atoms at a time (:func:`mlverify.kernels._vector.dot_block`), then one
-    at a time. Each the same bits as alone."""
+    at a time. Each the same bits as alone. With one window, ``q1`` is ``q0``."""
     k = 0
     while k + 4 <= count:
         f0, f1, f2, f3 = chosen[k], chosen[k + 1], chosen[k + 2], chosen[k + 3]

@@ -10,7 +10,7 @@ import scipy.fft
 
 from .._validate import ENGINES, as_float_array, check_engine, check_finite, window_shape
 from ..kernels import cpu, cpu_sparse, reference, tiled
-from ..kernels._memory import aligned_empty
+from ..kernels._memory import aligned_copy
 from ..kernels._scalar import KINDS
 
 #: Input density (non-zeros / entries) at or below which ``method="auto"`` synthesises and
@@ -175,8 +175,7 @@ class ConvDictionary:
         self._analysis_taps_t = cpu_sparse.sparse_taps(self._f4.transpose(1, 2, 3, 0))
         self._synthesis_taps_t = cpu_sparse.sparse_taps(self._synthesis_taps.transpose(1, 2, 3, 0))
         # The scattered synthesis takes the atoms channels-last, aligned (scatter_synthesis).
-        self._scatter_taps = aligned_empty(self._f4.transpose(0, 2, 3, 1).shape, self.dtype)
-        self._scatter_taps[...] = self._f4.transpose(0, 2, 3, 1)
+        self._scatter_taps = aligned_copy(self._f4.transpose(0, 2, 3, 1))
         self._normal_taps_t: np.ndarray | None = None
         self._normal_taps_sparse: np.ndarray | None = None
         self._tiled: dict[tuple, tiled.TiledCorrelation] = {}

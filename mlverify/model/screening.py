@@ -37,7 +37,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from ..kernels import cpu, cpu_sparse, fft, screening
-from ..kernels._memory import aligned_empty
+from ..kernels._memory import aligned_copy, aligned_empty
 from ..kernels._scalar import KINDS
 from .dictionary import ConvDictionary
 
@@ -103,8 +103,7 @@ class ScreenedStep:
         self.active = np.empty((batch, height, width), dtype=np.bool_)
         # (m, K), one row per atom, K in the order (t_y, t_x, i) of the windows (the dots read
         # the rows; the matrix products take the transpose, as fast as a (K, m) copy)
-        self.weights = aligned_empty((m, self.window), dtype)
-        self.weights[...] = filters.transpose(0, 2, 3, 1).reshape(m, self.window)
+        self.weights = aligned_copy(filters.transpose(0, 2, 3, 1).reshape(m, self.window))
         unit = float(np.finfo(dtype).eps) / 2
         self.rounding = self.window * unit / (1 - self.window * unit) * (1 + 1e-6)  # γ_K
         self.norms = layer.atom_norms() * (1 + 1e-12)
